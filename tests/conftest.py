@@ -1,0 +1,88 @@
+"""Personas shared by every test.
+
+Course "Linux Kernel Internals", cohort "Autumn": alice studies, tess teaches.
+Course "Systems Programming", cohort "Spring": bob studies, charlie teaches.
+So for alice, bob is "a second student" elsewhere, and charlie is "an
+instructor of another course"; each must get 404 for the others' things.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from exercises.models import Exercise
+from labplatform.accounts.models import User
+from labplatform.courses.models import Assignment, Cohort, Course, Role
+from labplatform.courses.services import assignment_set, enrolment_set
+
+PASSWORD = "correct-horse-battery"
+
+
+@dataclass
+class World:
+    alice: User
+    bob: User
+    tess: User
+    charlie: User
+    kernel_course: Course
+    systems_course: Course
+    autumn: Cohort
+    spring: Cohort
+    hello: Assignment
+    strace: Assignment
+
+
+def make_user(username: str, **extra: object) -> User:
+    user = User.objects.create_user(
+        username=username, password=PASSWORD, email=f"{username}@example.org", **extra
+    )
+    return user
+
+
+def make_exercise(slug: str, title: str, topic: str) -> Exercise:
+    return Exercise.objects.create(
+        slug=slug, title=title, topic=topic, summary=f"Summary of {title}", points=10
+    )
+
+
+@pytest.fixture
+def world(db: None) -> World:
+    now = timezone.now()
+    alice, bob = make_user("alice", first_name="Alice"), make_user("bob", first_name="Bob")
+    tess, charlie = make_user("tess"), make_user("charlie")
+    kernel_course = Course.objects.create(slug="kernel-internals", title="Linux Kernel Internals")
+    systems_course = Course.objects.create(slug="systems", title="Systems Programming")
+    autumn = Cohort.objects.create(course=kernel_course, slug="autumn", name="Autumn")
+    spring = Cohort.objects.create(course=systems_course, slug="spring", name="Spring")
+    enrolment_set(user=alice, cohort=autumn, role=Role.STUDENT)
+    enrolment_set(user=tess, cohort=autumn, role=Role.INSTRUCTOR)
+    enrolment_set(user=bob, cohort=spring, role=Role.STUDENT)
+    enrolment_set(user=charlie, cohort=spring, role=Role.INSTRUCTOR)
+    hello = assignment_set(
+        cohort=autumn,
+        exercise=make_exercise("hello-module", "Hello, kernel module", "modules"),
+        opens_at=now - timedelta(days=1),
+        due_at=now + timedelta(days=6),
+        closes_at=now + timedelta(days=9),
+    )
+    strace = assignment_set(
+        cohort=spring,
+        exercise=make_exercise("strace-syscalls", "Tracing system calls", "syscalls"),
+        opens_at=now - timedelta(days=1),
+        due_at=now + timedelta(days=3),
+        closes_at=now + timedelta(days=4),
+    )
+    return World(
+        alice, bob, tess, charlie, kernel_course, systems_course, autumn, spring, hello, strace
+    )
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client

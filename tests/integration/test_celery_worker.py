@@ -1,0 +1,39 @@
+"""A real worker process against the real Redis runs a task end to end."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from labplatform.celery import app
+from labplatform.tasks import ping
+from tests.support.processes import celery_worker
+
+pytestmark = pytest.mark.redis
+
+
+def test_worker_runs_a_task_from_redis(transactional_db: None, tmp_path: Path) -> None:
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    with celery_worker(tmp_path, queue) as worker:
+        result = ping.apply_async(args=("hello worker",), queue=queue)
+        answer = result.get(timeout=60)
+        assert answer["echo"] == "hello worker"
+        assert "succeeded" in worker.output()
+
+
+def test_celery_is_configured_for_safe_redelivery() -> None:
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.accept_content == ["json"]
+    assert conf.task_serializer == "json"
+    # Redis must not redeliver a running task to a second worker before the
+    # longest task could have finished.
+    visibility = conf.broker_transport_options["visibility_timeout"]
+    assert visibility > settings.CELERY_TASK_TIME_LIMIT
+    assert conf.task_time_limit == settings.CELERY_TASK_TIME_LIMIT
+    assert "clear-expired-sessions" in conf.beat_schedule

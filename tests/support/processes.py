@@ -1,0 +1,148 @@
+"""Real servers and workers for the tests: started as subprocesses, stopped
+afterwards, with their output kept for the failure message."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def database_url() -> str:
+    """The URL of the database the tests are using (the test database), for a
+    subprocess that must see the same rows."""
+    settings = connection.settings_dict
+    if settings["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or ""
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    port = f":{settings['PORT']}" if settings.get("PORT") else ""
+    return f"postgres://{auth}{settings.get('HOST') or 'localhost'}{port}/{settings['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for Playwright in this process only
+    env.update(
+        DJANGO_SETTINGS_MODULE="labplatform.settings",
+        DATABASE_URL=database_url(),
+        PYTHONUNBUFFERED="1",
+        LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+class Process:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        self._log_file = log.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited ({self.popen.returncode}):\n{self.output()}"
+                )
+            if ready():
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name}: {what} not within {timeout}s:\n{self.output()}")
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._log_file.close()
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def asgi_server(log_dir: Path) -> Iterator[str]:
+    """The real site (uvicorn serving labplatform.asgi) on a free port."""
+    port = free_port()
+    server = Process(
+        "uvicorn",
+        [
+            str(VENV_BIN / "uvicorn"),
+            "labplatform.asgi:application",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--no-access-log",
+        ],
+        subprocess_env(),
+        log_dir / "uvicorn.log",
+    )
+    try:
+        server.wait_until(lambda: port_open(port), 30, "listening")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@contextmanager
+def celery_worker(log_dir: Path, queue: str) -> Iterator[Process]:
+    """A real Celery worker process on its own queue, against the real Redis."""
+    worker = Process(
+        "celery worker",
+        [
+            str(VENV_BIN / "celery"),
+            "-A",
+            "labplatform",
+            "worker",
+            "--pool=solo",
+            f"--queues={queue}",
+            f"--hostname={queue}@%h",
+            "--loglevel=INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        subprocess_env(),
+        log_dir / f"celery-{queue}.log",
+    )
+    try:
+        worker.wait_until(lambda: "ready." in worker.output(), 60, "ready")
+        yield worker
+    finally:
+        worker.stop()
