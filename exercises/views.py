@@ -6,6 +6,7 @@ from django.shortcuts import render
 
 from labplatform.accounts.models import User
 from labplatform.courses.selectors import assignment_get_for_student
+from vms.selectors import vm_current_for_student
 
 
 @login_required
@@ -15,5 +16,10 @@ def exercise_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "exercises/exercise_detail.html",
-        {"assignment": assignment, "exercise": assignment.exercise, "status": assignment.status()},
+        {
+            "assignment": assignment,
+            "exercise": assignment.exercise,
+            "status": assignment.status(),
+            "vm": vm_current_for_student(user=request.user, exercise=assignment.exercise),
+        },
     )

@@ -9,6 +9,7 @@ that `manage.py check --deploy --fail-level WARNING` passes.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -148,6 +149,13 @@ STORAGES = {
     },
 }
 
+# WhiteNoise hands Django a synchronous file iterator; under ASGI Django reads it
+# in a thread and warns once per file. Static files are small and, in
+# production, cached by browsers for a year (hashed names), so that is fine.
+warnings.filterwarnings(
+    "ignore", message="StreamingHttpResponse must consume synchronous iterators", category=Warning
+)
+
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "KernelLab <noreply@localhost>")
 
@@ -183,6 +191,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "reap-vms": {"task": "vms.reap_all", "schedule": 60.0},
     "clear-expired-sessions": {
         "task": "labplatform.tasks.clear_expired_sessions",
         "schedule": 6 * 3600.0,
@@ -196,6 +205,23 @@ LIBVIRT_URI = env_str("LIBVIRT_URI", "qemu:///system")
 VIRT_TYPE = env_choice("VIRT_TYPE", "auto", ("auto", "kvm", "qemu"))
 _CACHE_ROOT = Path("/var/cache") if os.geteuid() == 0 else Path.home() / ".cache"
 IMAGE_CACHE_DIR = env_path("IMAGE_CACHE_DIR", _CACHE_ROOT / "kernellab" / "images")
+# Per-VM files (qcow2 overlay, console logs): on the hypervisor host, readable
+# by libvirt's qemu user.
+_STATE_ROOT = Path("/var/lib") if os.geteuid() == 0 else DATA_DIR
+VM_DIR = env_path("VM_DIR", _STATE_ROOT / "kernellab" / "vms")
+# The hypervisor host this process's worker serves (its queue is host.<name>).
+KERNELLAB_HOST_NAME = env_str("KERNELLAB_HOST_NAME", "local")
+# Quotas: guests running at once per student, and per cohort.
+VM_MAX_PER_STUDENT = env_int("VM_MAX_PER_STUDENT", 1, minimum=1)
+VM_MAX_PER_COHORT = env_int("VM_MAX_PER_COHORT", 60, minimum=1)
+# An idle VM (no console input) is stopped after this; any VM is destroyed
+# when it has lived this long.
+VM_IDLE_STOP_MINUTES = env_int("VM_IDLE_STOP_MINUTES", 30, minimum=1)
+VM_LIFETIME_HOURS = env_int("VM_LIFETIME_HOURS", 24 * 7, minimum=1)
+VM_BOOT_TIMEOUT_SECONDS = env_int("VM_BOOT_TIMEOUT_SECONDS", 180, minimum=10)
+# Booted-and-saved guests kept ready per host and VM size: a start restores one
+# in about a second instead of booting. 0 turns the pool off.
+VM_POOL_SIZE = env_int("VM_POOL_SIZE", 2, minimum=0)
 
 # --- Security ---------------------------------------------------------------------
 CSRF_FAILURE_VIEW = "labplatform.views.csrf_failure"

@@ -4,6 +4,7 @@ from django.urls import include, path
 from exercises import views as exercise_views
 from labplatform import views
 from labplatform.courses import views as course_views
+from vms import views as vm_views
 
 admin.site.site_header = "KernelLab administration"
 admin.site.site_title = "KernelLab admin"
@@ -13,6 +14,12 @@ urlpatterns = [
     path("accounts/", include("labplatform.accounts.urls")),
     path("courses/<slug:slug>/", course_views.course_detail, name="course_detail"),
     path("exercises/<slug:slug>/", exercise_views.exercise_detail, name="exercise_detail"),
+    path("exercises/<slug:slug>/start", vm_views.lab_start, name="lab_start"),
+    path("vms/<str:vm_id>/stop", vm_views.lab_stop, name="lab_stop"),
+    path("vms/<str:vm_id>/resume", vm_views.lab_resume, name="lab_resume"),
+    path("vms/<str:vm_id>/reset", vm_views.lab_reset, name="lab_reset"),
+    path("vms/<str:vm_id>/destroy", vm_views.lab_destroy, name="lab_destroy"),
+    path("vms/<str:vm_id>/status", vm_views.vm_status, name="vm_status"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

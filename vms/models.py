@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class HostQuerySet(models.QuerySet["Host"]):
+    def enabled(self) -> HostQuerySet:
+        return self.filter(enabled=True)
+
+
+class Host(models.Model):
+    """A hypervisor host. Its worker consumes the queue ``host.<name>``."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    uri = models.CharField(max_length=255, help_text="libvirt URI, e.g. qemu+ssh://root@h2/system")
+    enabled = models.BooleanField(default=True)
+    max_vms = models.PositiveIntegerField(default=8, help_text="running guests at most")
+
+    objects = HostQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def queue(self) -> str:
+        return f"host.{self.name}"
+
+
+def domain_name_for(domain_uuid: uuid.UUID | str) -> str:
+    return f"kernellab-{domain_uuid}"
+
+
+class VMState(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    PROVISIONING = "provisioning", "Starting"
+    RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"
+    STOPPED = "stopped", "Stopped"
+    RESUMING = "resuming", "Resuming"
+    RESETTING = "resetting", "Resetting"
+    DESTROYING = "destroying", "Destroying"
+    DESTROYED = "destroyed", "Destroyed"
+    FAILED = "failed", "Failed"
+
+
+# States in which a guest occupies memory and CPU on its host.
+ACTIVE_STATES = (
+    VMState.REQUESTED,
+    VMState.PROVISIONING,
+    VMState.RUNNING,
+    VMState.STOPPING,
+    VMState.RESUMING,
+    VMState.RESETTING,
+)
+# States a worker moves through; a row stuck in one of them lost its worker.
+TRANSITIONAL_STATES = (
+    VMState.PROVISIONING,
+    VMState.STOPPING,
+    VMState.RESUMING,
+    VMState.RESETTING,
+    VMState.DESTROYING,
+)
+# States in which the VM still exists in some form (a domain, an overlay).
+LIVE_STATES = (*ACTIVE_STATES, VMState.STOPPED, VMState.DESTROYING)
+
+
+class VMKind(models.TextChoices):
+    LAB = "lab", "Student lab"
+    GRADING = "grading", "Clean grading guest"
+
+
+class LabVMQuerySet(models.QuerySet["LabVM"]):
+    def live(self) -> LabVMQuerySet:
+        return self.filter(state__in=LIVE_STATES)
+
+    def active(self) -> LabVMQuerySet:
+        return self.filter(state__in=ACTIVE_STATES)
+
+
+class LabVM(models.Model):
+    """A student's disposable guest. The row is the intent; libvirt is the
+    truth about what runs; the reaper makes them agree."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=16, choices=VMKind.choices, default=VMKind.LAB)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="vms"
+    )
+    exercise = models.ForeignKey("exercises.Exercise", on_delete=models.PROTECT, related_name="vms")
+    assignment = models.ForeignKey(
+        "courses.Assignment", on_delete=models.SET_NULL, null=True, blank=True, related_name="vms"
+    )
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="vms")
+    state = models.CharField(
+        max_length=16, choices=VMState.choices, default=VMState.REQUESTED, db_index=True
+    )
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    progress = models.CharField(max_length=200, blank=True, help_text="last step reported")
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    image_hash = models.CharField(max_length=64, blank=True)
+    # The libvirt identity, fixed when the guest first boots: a guest restored
+    # from the warm pool keeps the name and uuid it was saved with.
+    domain_uuid = models.UUIDField(null=True, blank=True)
+    memory_mib = models.PositiveIntegerField(default=1024)
+    vcpus = models.PositiveSmallIntegerField(default=1)
+    boot_seconds = models.FloatField(null=True, blank=True)
+    worker = models.CharField(
+        max_length=128, blank=True, help_text="host:pid of the worker process doing the last step"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    objects = LabVMQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "state"]), models.Index(fields=["host", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.domain_name} ({self.owner}, {self.state})"
+
+    @property
+    def domain_name(self) -> str:
+        return domain_name_for(self.domain_uuid) if self.domain_uuid else ""
+
+    @property
+    def hostname(self) -> str:
+        """The guest's own hostname: short, unique enough, no personal data."""
+        return f"lab-{str(self.id)[:8]}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def transition(self, old: str | tuple[str, ...], new: VMState, **fields: object) -> bool:
+        """Compare-and-set: move to ``new`` only if the row is still in ``old``.
+
+        Returns False (and changes nothing) when another worker or request got
+        there first, which makes retried and duplicated tasks harmless.
+        """
+        olds = old if isinstance(old, tuple) else (old,)
+        now: datetime = timezone.now()
+        updated = LabVM.objects.filter(pk=self.pk, state__in=olds).update(
+            state=new, state_changed_at=now, **fields
+        )
+        if updated:
+            self.state = new
+            self.state_changed_at = now
+            for key, value in fields.items():
+                setattr(self, key, value)
+        return bool(updated)

@@ -4,29 +4,46 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Exercise',
+            name="Exercise",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=64, unique=True)),
-                ('title', models.CharField(max_length=200)),
-                ('topic', models.CharField(max_length=64)),
-                ('difficulty', models.CharField(choices=[('intro', 'Introductory'), ('intermediate', 'Intermediate'), ('advanced', 'Advanced')], default='intro', max_length=16)),
-                ('points', models.PositiveIntegerField(default=10)),
-                ('summary', models.CharField(blank=True, max_length=300)),
-                ('instructions', models.TextField(blank=True, help_text='Markdown, rendered and sanitised')),
-                ('is_active', models.BooleanField(default=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("title", models.CharField(max_length=200)),
+                ("topic", models.CharField(max_length=64)),
+                (
+                    "difficulty",
+                    models.CharField(
+                        choices=[
+                            ("intro", "Introductory"),
+                            ("intermediate", "Intermediate"),
+                            ("advanced", "Advanced"),
+                        ],
+                        default="intro",
+                        max_length=16,
+                    ),
+                ),
+                ("points", models.PositiveIntegerField(default=10)),
+                ("summary", models.CharField(blank=True, max_length=300)),
+                (
+                    "instructions",
+                    models.TextField(blank=True, help_text="Markdown, rendered and sanitised"),
+                ),
+                ("is_active", models.BooleanField(default=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['topic', 'title'],
+                "ordering": ["topic", "title"],
             },
         ),
     ]

@@ -6,76 +6,156 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('exercises', '0001_initial'),
+        ("exercises", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Course',
+            name="Course",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=64, unique=True)),
-                ('title', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=64, unique=True)),
+                ("title", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['title'],
+                "ordering": ["title"],
             },
         ),
         migrations.CreateModel(
-            name='Cohort',
+            name="Cohort",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=64)),
-                ('name', models.CharField(max_length=200)),
-                ('starts_on', models.DateField(blank=True, null=True)),
-                ('ends_on', models.DateField(blank=True, null=True)),
-                ('course', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cohorts', to='courses.course')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=64)),
+                ("name", models.CharField(max_length=200)),
+                ("starts_on", models.DateField(blank=True, null=True)),
+                ("ends_on", models.DateField(blank=True, null=True)),
+                (
+                    "course",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="cohorts",
+                        to="courses.course",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['course__title', 'name'],
+                "ordering": ["course__title", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Enrolment',
+            name="Enrolment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('student', 'Student'), ('instructor', 'Instructor')], default='student', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('cohort', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='enrolments', to='courses.cohort')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='enrolments', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("student", "Student"), ("instructor", "Instructor")],
+                        default="student",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "cohort",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="enrolments",
+                        to="courses.cohort",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="enrolments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['cohort', 'role', 'user__username'],
+                "ordering": ["cohort", "role", "user__username"],
             },
         ),
         migrations.CreateModel(
-            name='Assignment',
+            name="Assignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('opens_at', models.DateTimeField()),
-                ('due_at', models.DateTimeField()),
-                ('closes_at', models.DateTimeField(help_text='Hard close: no work accepted after this')),
-                ('exercise', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='assignments', to='exercises.exercise')),
-                ('cohort', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='courses.cohort')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("opens_at", models.DateTimeField()),
+                ("due_at", models.DateTimeField()),
+                (
+                    "closes_at",
+                    models.DateTimeField(help_text="Hard close: no work accepted after this"),
+                ),
+                (
+                    "exercise",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="assignments",
+                        to="exercises.exercise",
+                    ),
+                ),
+                (
+                    "cohort",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="courses.cohort",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['due_at', 'exercise__title'],
-                'constraints': [models.UniqueConstraint(fields=('cohort', 'exercise'), name='exercise_assigned_once_per_cohort'), models.CheckConstraint(condition=models.Q(('opens_at__lte', models.F('due_at')), ('due_at__lte', models.F('closes_at'))), name='assignment_dates_in_order', violation_error_message='Dates must be in order: opens ≤ due ≤ hard close.')],
+                "ordering": ["due_at", "exercise__title"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("cohort", "exercise"), name="exercise_assigned_once_per_cohort"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("opens_at__lte", models.F("due_at")),
+                            ("due_at__lte", models.F("closes_at")),
+                        ),
+                        name="assignment_dates_in_order",
+                        violation_error_message="Dates must be in order: opens ≤ due ≤ hard close.",
+                    ),
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='cohort',
-            constraint=models.UniqueConstraint(fields=('course', 'slug'), name='cohort_slug_unique_in_course'),
+            model_name="cohort",
+            constraint=models.UniqueConstraint(
+                fields=("course", "slug"), name="cohort_slug_unique_in_course"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='enrolment',
-            constraint=models.UniqueConstraint(fields=('user', 'cohort'), name='one_enrolment_per_cohort'),
+            model_name="enrolment",
+            constraint=models.UniqueConstraint(
+                fields=("user", "cohort"), name="one_enrolment_per_cohort"
+            ),
         ),
     ]

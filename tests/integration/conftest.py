@@ -1,0 +1,49 @@
+"""Fixtures for tests against real libvirt driving real QEMU guests (TCG).
+
+The guest image is the platform's own default image, built once and cached
+(./kernellab install builds it; the first test builds it if it is missing).
+Every VM file lives under a per-test folder in /var/lib/kernellab/test-vms,
+which libvirt's qemu user can reach (pytest's tmp folders are private).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import LazySettings
+
+from vms import lifecycle
+from vms.images import BuiltImage, ensure_image
+
+TEST_VM_ROOT = Path("/var/lib/kernellab/test-vms")
+
+
+@pytest.fixture(scope="session")
+def lab_image() -> BuiltImage:
+    return ensure_image(progress=lambda text: print(f"image: {text}"))
+
+
+@pytest.fixture
+def vm_dir(settings: LazySettings) -> Iterator[Path]:
+    folder = TEST_VM_ROOT / uuid.uuid4().hex[:12]
+    folder.mkdir(parents=True, mode=0o755)
+    TEST_VM_ROOT.chmod(0o755)
+    settings.VM_DIR = folder
+    settings.VIRT_TYPE = "qemu"  # nested KVM hangs on these machines
+    settings.VM_POOL_SIZE = 0
+    yield folder
+    leftover = [
+        g.name
+        for g in lifecycle.hypervisor("qemu:///system").guests()
+        if (m := g.metadata()) is not None and m.vm_id != "probe" and str(folder) in g.xml()
+    ]
+    for name in leftover:
+        guest = lifecycle.hypervisor("qemu:///system").lookup(name)
+        guest.destroy()
+        guest.undefine()
+    shutil.rmtree(folder, ignore_errors=True)
+    assert not leftover, f"test left domains behind: {leftover}"

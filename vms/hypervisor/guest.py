@@ -1,0 +1,131 @@
+"""A thin, typed wrapper over one libvirt domain."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+
+import libvirt
+
+from vms.hypervisor.domain import METADATA_NS, LabMetadata
+from vms.hypervisor.errors import GuestOperationFailed
+
+log = logging.getLogger(__name__)
+
+
+class GuestState(enum.Enum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTOFF = "shutoff"
+    CRASHED = "crashed"
+    SHUTTING_DOWN = "shutting_down"
+    OTHER = "other"
+
+
+_STATES = {
+    libvirt.VIR_DOMAIN_RUNNING: GuestState.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: GuestState.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: GuestState.PAUSED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: GuestState.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: GuestState.SHUTTING_DOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: GuestState.SHUTOFF,
+    libvirt.VIR_DOMAIN_CRASHED: GuestState.CRASHED,
+}
+
+
+class Guest:
+    def __init__(self, domain: libvirt.virDomain) -> None:
+        self.domain = domain
+
+    def __repr__(self) -> str:
+        return f"Guest({self.name!r})"
+
+    @property
+    def name(self) -> str:
+        return str(self.domain.name())
+
+    @property
+    def uuid(self) -> str:
+        return str(self.domain.UUIDString())
+
+    def state(self) -> GuestState:
+        state, _reason = self.domain.state()
+        return _STATES.get(state, GuestState.OTHER)
+
+    def is_running(self) -> bool:
+        return self.state() in (GuestState.RUNNING, GuestState.PAUSED, GuestState.SHUTTING_DOWN)
+
+    def metadata(self) -> LabMetadata | None:
+        """Our stamp on the domain, or None for a domain KernelLab did not make."""
+        try:
+            text = self.domain.metadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                METADATA_NS,
+                libvirt.VIR_DOMAIN_AFFECT_CONFIG
+                if self.domain.isPersistent()
+                else libvirt.VIR_DOMAIN_AFFECT_LIVE,
+            )
+        except libvirt.libvirtError:
+            return None
+        return LabMetadata.from_xml(text)
+
+    def has_managed_save(self) -> bool:
+        return bool(self.domain.hasManagedSaveImage(0))
+
+    def _call(self, what: str, func: object, *args: object) -> None:
+        try:
+            func(*args)  # type: ignore[operator]
+        except libvirt.libvirtError as exc:
+            raise GuestOperationFailed(f"{what} of {self.name} failed: {exc}") from exc
+
+    def start(self) -> None:
+        """Boot the guest, or bring it back from its managed save image."""
+        self._call("start", self.domain.create)
+
+    def destroy(self) -> None:
+        """Pull the plug. Harmless if the guest is already off."""
+        if self.state() != GuestState.SHUTOFF:
+            try:
+                self.domain.destroy()
+            except libvirt.libvirtError as exc:
+                if self.state() != GuestState.SHUTOFF:
+                    raise GuestOperationFailed(f"destroying {self.name} failed: {exc}") from exc
+
+    def shutdown(self, timeout: float) -> bool:
+        """Ask the guest to power off (ACPI); pull the plug after ``timeout``.
+        True if it shut down by itself."""
+        if self.state() == GuestState.SHUTOFF:
+            return True
+        try:
+            self.domain.shutdown()
+        except libvirt.libvirtError as exc:
+            log.info("graceful shutdown of %s refused (%s); destroying", self.name, exc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.state() == GuestState.SHUTOFF:
+                return True
+            time.sleep(0.2)
+        log.warning("%s did not shut down within %ss; destroying", self.name, timeout)
+        self.destroy()
+        return False
+
+    def managed_save(self) -> None:
+        """Save memory to disk and stop: start() later resumes where it was."""
+        self._call("managed save", self.domain.managedSave, 0)
+
+    def save(self, path: str) -> None:
+        self._call("save", self.domain.save, path)
+
+    def reset(self) -> None:
+        self._call("reset", self.domain.reset, 0)
+
+    def undefine(self) -> None:
+        try:
+            self.domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise GuestOperationFailed(f"undefining {self.name} failed: {exc}") from exc
+
+    def xml(self) -> str:
+        return str(self.domain.XMLDesc(0))

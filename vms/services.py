@@ -1,0 +1,138 @@
+"""Writes on lab VMs, called by views and the API. Nothing here talks to
+libvirt: state changes are compare-and-set updates, and the work is handed to
+the worker of the VM's host after the transaction commits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from labplatform.accounts.models import User
+from labplatform.courses.models import Assignment, AssignmentStatus
+from vms import tasks
+from vms.errors import AssignmentClosed, InvalidState, NoCapacity, QuotaExceeded
+from vms.events import publish_vm_event
+from vms.models import ACTIVE_STATES, Host, LabVM, VMKind, VMState
+
+
+def _enqueue(task: tasks.VMTask, vm: LabVM) -> None:
+    vm_id, queue = str(vm.id), vm.host.queue
+    transaction.on_commit(lambda: task.apply_async((vm_id,), queue=queue))
+
+
+def host_place() -> Host:
+    """The enabled host with the most free room. Locks the host rows so two
+    concurrent starts cannot both take the last slot."""
+    hosts = (
+        Host.objects.enabled()
+        .select_for_update()
+        .annotate(active=Count("vms", filter=Q(vms__state__in=ACTIVE_STATES)))
+    )
+    candidates = [h for h in hosts if h.active < h.max_vms]  # type: ignore[attr-defined]
+    if not candidates:
+        raise NoCapacity(
+            "All lab machines are full right now. Try again in a few minutes; "
+            "stopped labs free their place."
+        )
+    return min(candidates, key=lambda h: (h.active / h.max_vms, h.name))  # type: ignore[attr-defined]
+
+
+@transaction.atomic
+def lab_start(*, user: User, assignment: Assignment) -> LabVM:
+    """Give the student their VM for this assignment: the one they already
+    have (resumed if stopped), or a new one."""
+    # Serialise the starts of one user, so quotas hold under double clicks.
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    existing = (
+        LabVM.objects.live()
+        .filter(owner=user, exercise=assignment.exercise, kind=VMKind.LAB)
+        .select_related("host", "exercise")
+        .first()
+    )
+    if existing is not None:
+        if existing.state == VMState.STOPPED:
+            return lab_resume(vm=existing)
+        return existing
+    if assignment.status() == AssignmentStatus.CLOSED:
+        raise AssignmentClosed("This exercise is closed: its hard deadline has passed.")
+    if assignment.status() == AssignmentStatus.UPCOMING:
+        raise AssignmentClosed("This exercise is not open yet.")
+
+    running = LabVM.objects.active().filter(owner=user, kind=VMKind.LAB)
+    if running.count() >= settings.VM_MAX_PER_STUDENT:
+        other = running.select_related("exercise").first()
+        raise QuotaExceeded(
+            f"You already have {settings.VM_MAX_PER_STUDENT} lab VM(s) running"
+            + (f" (for “{other.exercise.title}”)" if other else "")
+            + ". Stop it before starting another."
+        )
+    in_cohort = LabVM.objects.active().filter(assignment__cohort=assignment.cohort).count()
+    if in_cohort >= settings.VM_MAX_PER_COHORT:
+        raise QuotaExceeded(
+            f"Your cohort already runs {in_cohort} lab VMs, its limit. Try again shortly."
+        )
+
+    host = host_place()
+    vm = LabVM.objects.create(
+        owner=user,
+        exercise=assignment.exercise,
+        assignment=assignment,
+        host=host,
+        state=VMState.REQUESTED,
+        progress="Waiting for a worker",
+        expires_at=timezone.now() + timedelta(hours=settings.VM_LIFETIME_HOURS),
+    )
+    _enqueue(tasks.provision, vm)
+    transaction.on_commit(lambda: publish_vm_event(vm))
+    return vm
+
+
+def _move(
+    vm: LabVM,
+    old: VMState | tuple[VMState, ...],
+    new: VMState,
+    verb: str,
+    task: tasks.VMTask,
+    progress: str,
+) -> LabVM:
+    if not vm.transition(old, new, progress=progress, error_code="", error_message=""):
+        vm.refresh_from_db(fields=["state"])
+        raise InvalidState(f"Cannot {verb} a VM that is {vm.get_state_display().lower()}.")
+    _enqueue(task, vm)
+    transaction.on_commit(lambda: publish_vm_event(vm))
+    return vm
+
+
+@transaction.atomic
+def lab_stop(*, vm: LabVM) -> LabVM:
+    return _move(vm, VMState.RUNNING, VMState.STOPPING, "stop", tasks.stop, "Saving the VM")
+
+
+@transaction.atomic
+def lab_resume(*, vm: LabVM) -> LabVM:
+    active = LabVM.objects.active().filter(owner=vm.owner, kind=VMKind.LAB).exclude(pk=vm.pk)
+    if active.count() >= settings.VM_MAX_PER_STUDENT:
+        raise QuotaExceeded("Stop your other running lab VM before resuming this one.")
+    return _move(vm, VMState.STOPPED, VMState.RESUMING, "resume", tasks.resume, "Resuming")
+
+
+@transaction.atomic
+def lab_reset(*, vm: LabVM) -> LabVM:
+    return _move(
+        vm,
+        (VMState.RUNNING, VMState.STOPPED, VMState.FAILED),
+        VMState.RESETTING,
+        "reset",
+        tasks.reset,
+        "Starting over from a fresh disk",
+    )
+
+
+@transaction.atomic
+def lab_destroy(*, vm: LabVM) -> LabVM:
+    destroyable = tuple(s for s in VMState if s not in (VMState.DESTROYING, VMState.DESTROYED))
+    return _move(vm, destroyable, VMState.DESTROYING, "destroy", tasks.destroy, "Destroying")
