@@ -31,6 +31,11 @@ class Host(models.Model):
         return f"host.{self.name}"
 
 
+# A lab VM's size unless its exercise asks for another.
+DEFAULT_MEMORY_MIB = 1024
+DEFAULT_VCPUS = 1
+
+
 def domain_name_for(domain_uuid: uuid.UUID | str) -> str:
     return f"kernellab-{domain_uuid}"
 
@@ -107,8 +112,8 @@ class LabVM(models.Model):
     # The libvirt identity, fixed when the guest first boots: a guest restored
     # from the warm pool keeps the name and uuid it was saved with.
     domain_uuid = models.UUIDField(null=True, blank=True)
-    memory_mib = models.PositiveIntegerField(default=1024)
-    vcpus = models.PositiveSmallIntegerField(default=1)
+    memory_mib = models.PositiveIntegerField(default=DEFAULT_MEMORY_MIB)
+    vcpus = models.PositiveSmallIntegerField(default=DEFAULT_VCPUS)
     boot_seconds = models.FloatField(null=True, blank=True)
     worker = models.CharField(
         max_length=128, blank=True, help_text="host:pid of the worker process doing the last step"

@@ -92,6 +92,12 @@ def ready_count(profile: Profile) -> int:
     )
 
 
+def building_count(profile: Profile) -> int:
+    if not profile.directory.is_dir():
+        return 0
+    return sum(1 for e in profile.directory.iterdir() if e.name.endswith(".tmp"))
+
+
 def pool_spec(profile: Profile, domain_uuid: uuid.UUID, folder: Path) -> DomainSpec:
     image = profile.image
     return DomainSpec(
@@ -136,9 +142,10 @@ def add_entry(hypervisor: HypervisorHost, profile: Profile, *, boot_timeout: flo
 
 
 def fill(hypervisor: HypervisorHost, profile: Profile, *, size: int, boot_timeout: float) -> int:
-    """Top the pool up to ``size`` entries; returns how many were added."""
+    """Top the pool up to ``size`` entries; returns how many were added.
+    Entries other workers are building count, so concurrent fills do not overshoot."""
     added = 0
-    while ready_count(profile) < size:
+    while ready_count(profile) + building_count(profile) < size:
         started = time.monotonic()
         add_entry(hypervisor, profile, boot_timeout=boot_timeout)
         added += 1

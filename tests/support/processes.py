@@ -122,7 +122,7 @@ def asgi_server(log_dir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def celery_worker(log_dir: Path, queue: str) -> Iterator[Process]:
+def celery_worker(log_dir: Path, queue: str, **env: str) -> Iterator[Process]:
     """A real Celery worker process on its own queue, against the real Redis."""
     worker = Process(
         "celery worker",
@@ -138,7 +138,7 @@ def celery_worker(log_dir: Path, queue: str) -> Iterator[Process]:
             "--without-mingle",
             "--without-gossip",
         ],
-        subprocess_env(),
+        subprocess_env(**env),
         log_dir / f"celery-{queue}.log",
     )
     try:

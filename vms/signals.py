@@ -1,0 +1,30 @@
+"""When a worker of a hypervisor host starts, fill that host's warm pool, so
+the first student after a restart does not wait for a cold boot."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.signals import worker_ready
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+
+@worker_ready.connect
+def fill_pool_on_start(sender: Any = None, **kwargs: Any) -> None:
+    if not settings.VM_POOL_SIZE:
+        return
+    from vms.models import DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, Host
+    from vms.tasks import pool_fill
+
+    host = Host.objects.filter(name=settings.KERNELLAB_HOST_NAME, enabled=True).first()
+    consumer = getattr(sender, "task_consumer", None)
+    queues = {q.name for q in consumer.queues} if consumer is not None else set()
+    if host is None or host.queue not in queues:
+        return
+    log.info("filling the warm pool of %s", host.name)
+    pool_fill.apply_async(
+        (host.name, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS), queue=host.queue, expires=600
+    )
