@@ -17,6 +17,7 @@ from tests.conftest import World
 from tests.integration.test_vm_lifecycle import sh, started
 from tests.support.processes import celery_worker
 from vms import lifecycle, pool, reaper, services
+from vms.hypervisor.agent import GuestAgent
 from vms.hypervisor.guest import GuestState
 from vms.images import BuiltImage
 from vms.models import LabVM, VMState
@@ -135,7 +136,7 @@ def test_libvirtd_restart_keeps_guests_and_reconnects(
     sh(vm, "echo before > /root/note")
     subprocess.run(["pkill", "-x", "libvirtd"], check=True)
     for _ in range(100):
-        if subprocess.run(["pgrep", "-x", "libvirtd"], check=False).returncode != 0:
+        if subprocess.run(["pgrep", "-x", "libvirtd"], check=False, capture_output=True).returncode:
             break
         time.sleep(0.1)
     subprocess.run(["libvirtd", "-d"], check=True)
@@ -149,6 +150,9 @@ def test_libvirtd_restart_keeps_guests_and_reconnects(
             assert time.monotonic() < deadline
             time.sleep(0.5)
     assert guest.state() == GuestState.RUNNING
+    # libvirtd reconnects to the guest agent's socket after its restart; the
+    # agent answers again once that is done.
+    GuestAgent(guest).wait_ready(60)
     assert sh(vm, "cat /root/note").strip() == "before"
     services.lab_destroy(vm=vm)
     lifecycle.destroy(str(vm.id))
