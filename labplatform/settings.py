@@ -165,7 +165,14 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 500, "expiry": 30},
+        "CONFIG": {
+            # redis-py 8 reads with a 5 s socket timeout by default, the same
+            # as channels_redis's 5 s BZPOPMIN: a reply a moment late (a busy
+            # loop) raised TimeoutError and killed the consumer. Give reads room.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "capacity": 500,
+            "expiry": 30,
+        },
     }
 }
 
@@ -222,6 +229,18 @@ VM_BOOT_TIMEOUT_SECONDS = env_int("VM_BOOT_TIMEOUT_SECONDS", 180, minimum=10)
 # Booted-and-saved guests kept ready per host and VM size: a start restores one
 # in about a second instead of booting. 0 turns the pool off.
 VM_POOL_SIZE = env_int("VM_POOL_SIZE", 2, minimum=0)
+
+# --- Consoles -----------------------------------------------------------------------
+# A console ticket is spent on first use and expires after this many seconds.
+CONSOLE_TOKEN_SECONDS = env_int("CONSOLE_TOKEN_SECONDS", 60, minimum=5)
+# Output a late joiner or a reconnecting browser gets first.
+CONSOLE_SCROLLBACK_BYTES = env_int("CONSOLE_SCROLLBACK_BYTES", 256 * 1024, minimum=4096)
+# How long a web process keeps a console open after its last viewer left.
+CONSOLE_LINGER_SECONDS = env_int("CONSOLE_LINGER_SECONDS", 15, minimum=0)
+# Students' console sessions, recorded as asciicast v2, kept this many days.
+CONSOLE_RECORDING_DIR = env_path("CONSOLE_RECORDING_DIR", DATA_DIR / "recordings")
+CONSOLE_RECORDING_MAX_BYTES = env_int("CONSOLE_RECORDING_MAX_BYTES", 20 * 1024 * 1024, minimum=0)
+CONSOLE_RECORDING_RETENTION_DAYS = env_int("CONSOLE_RECORDING_RETENTION_DAYS", 90, minimum=1)
 
 # --- Security ---------------------------------------------------------------------
 CSRF_FAILURE_VIEW = "labplatform.views.csrf_failure"

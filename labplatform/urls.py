@@ -20,6 +20,11 @@ urlpatterns = [
     path("vms/<str:vm_id>/reset", vm_views.lab_reset, name="lab_reset"),
     path("vms/<str:vm_id>/destroy", vm_views.lab_destroy, name="lab_destroy"),
     path("vms/<str:vm_id>/status", vm_views.vm_status, name="vm_status"),
+    path("vms/<str:vm_id>/console-token", vm_views.console_token, name="console_token"),
+    path("vms/<str:vm_id>/watch", vm_views.console_watch, name="console_watch"),
+    path("vms/<str:vm_id>/recordings/", vm_views.recording_list, name="recording_list"),
+    path("recordings/<str:session_id>/", vm_views.recording_play, name="recording_play"),
+    path("recordings/<str:session_id>.cast", vm_views.recording_file, name="recording_file"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

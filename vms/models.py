@@ -161,3 +161,49 @@ class LabVM(models.Model):
             for key, value in fields.items():
                 setattr(self, key, value)
         return bool(updated)
+
+
+class ConsoleToken(models.Model):
+    """A one-time ticket into a VM's console: issued by the page, bound to a
+    user and a VM, valid for a minute, spent on first use. Only its hash is
+    stored."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_tokens"
+    )
+    vm = models.ForeignKey(LabVM, on_delete=models.CASCADE, related_name="console_tokens")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"console token of {self.user_id} for {self.vm_id}"
+
+
+class ConsoleMode(models.TextChoices):
+    READ_WRITE = "rw", "Read-write (owner)"
+    READ_ONLY = "ro", "Watching (instructor)"
+
+
+class ConsoleSession(models.Model):
+    """One websocket connection to a VM's console, recorded (asciicast v2)
+    when it is the owner's."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    vm = models.ForeignKey(LabVM, on_delete=models.CASCADE, related_name="console_sessions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_sessions"
+    )
+    mode = models.CharField(max_length=2, choices=ConsoleMode.choices)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    recording = models.CharField(max_length=255, blank=True, help_text="path of the .cast file")
+    recorded_bytes = models.PositiveBigIntegerField(default=0)
+    recording_truncated = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.vm_id} at {self.started_at:%Y-%m-%d %H:%M}"

@@ -3,20 +3,24 @@ script, or redirects back for a browser without JavaScript."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from labplatform.accounts.models import User
 from labplatform.courses.selectors import assignment_get_for_student
 from vms import services
+from vms.console.access import console_token_issue, vm_get_for_viewer
 from vms.errors import LabError
 from vms.events import vm_event_payload
-from vms.models import LabVM
+from vms.models import ConsoleMode, ConsoleSession, LabVM, VMState
 from vms.selectors import vm_get_for_owner
 
 
@@ -78,3 +82,78 @@ lab_destroy = _vm_action(services.lab_destroy)
 def vm_status(request: HttpRequest, vm_id: str) -> JsonResponse:
     assert isinstance(request.user, User)
     return JsonResponse(vm_event_payload(vm_get_for_owner(user=request.user, vm_id=vm_id)))
+
+
+@login_required
+@require_POST
+def console_token(request: HttpRequest, vm_id: str) -> JsonResponse:
+    """A one-time ticket for the console websocket (owner or instructor)."""
+    assert isinstance(request.user, User)
+    vm, mode = vm_get_for_viewer(user=request.user, vm_id=vm_id)
+    if vm.state != VMState.RUNNING:
+        return JsonResponse(
+            {"error": "vm_not_running", "message": "The VM is not running."}, status=409
+        )
+    return JsonResponse(
+        {
+            "token": console_token_issue(user=request.user, vm=vm),
+            "url": f"/ws/vms/{vm.pk}/console/",
+            "mode": mode,
+            "expires_in": settings.CONSOLE_TOKEN_SECONDS,
+        }
+    )
+
+
+@login_required
+@require_GET
+def console_watch(request: HttpRequest, vm_id: str) -> HttpResponse:
+    """An instructor's read-only view of a student's console."""
+    assert isinstance(request.user, User)
+    vm, mode = vm_get_for_viewer(user=request.user, vm_id=vm_id)
+    if mode == ConsoleMode.READ_WRITE:
+        return redirect("exercise_detail", slug=vm.exercise.slug)
+    return render(request, "vms/console_watch.html", {"vm": vm, "mode": mode})
+
+
+@login_required
+@require_GET
+def recording_list(request: HttpRequest, vm_id: str) -> HttpResponse:
+    assert isinstance(request.user, User)
+    vm, _mode = vm_get_for_viewer(user=request.user, vm_id=vm_id)
+    sessions = Paginator(
+        vm.console_sessions.filter(mode=ConsoleMode.READ_WRITE).exclude(recording=""), 25
+    ).get_page(request.GET.get("page"))
+    return render(request, "vms/recording_list.html", {"vm": vm, "sessions": sessions})
+
+
+def _recording_for(request: HttpRequest, session_id: str) -> ConsoleSession:
+    assert isinstance(request.user, User)
+    try:
+        pk = uuid.UUID(session_id)
+    except ValueError:
+        raise Http404("No such recording") from None
+    session = (
+        ConsoleSession.objects.select_related("vm").filter(pk=pk).exclude(recording="").first()
+    )
+    if session is None:
+        raise Http404("No such recording")
+    vm_get_for_viewer(user=request.user, vm_id=session.vm_id)  # 404 unless owner/instructor
+    return session
+
+
+@login_required
+@require_GET
+def recording_play(request: HttpRequest, session_id: str) -> HttpResponse:
+    session = _recording_for(request, session_id)
+    return render(request, "vms/recording_play.html", {"session": session, "vm": session.vm})
+
+
+@login_required
+@require_GET
+def recording_file(request: HttpRequest, session_id: str) -> FileResponse:
+    session = _recording_for(request, session_id)
+    try:
+        handle = open(session.recording, "rb")  # noqa: SIM115 - FileResponse closes it
+    except OSError:
+        raise Http404("This recording is no longer kept") from None
+    return FileResponse(handle, content_type="application/x-asciicast")

@@ -12,6 +12,8 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 from django.conf import LazySettings
@@ -20,6 +22,14 @@ from vms import lifecycle
 from vms.images import BuiltImage, ensure_image
 
 TEST_VM_ROOT = Path("/var/lib/kernellab/test-vms")
+
+
+@pytest.fixture
+def no_enqueue() -> Iterator[Any]:
+    """The worker-side steps are called directly in these tests: nothing is
+    sent to a Celery queue."""
+    with mock.patch("celery.app.task.Task.apply_async") as apply_async:
+        yield apply_async
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 
@@ -17,12 +16,6 @@ from vms.images import BuiltImage
 from vms.models import LabVM, VMState
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def no_enqueue() -> Any:
-    with mock.patch("celery.app.task.Task.apply_async") as apply_async:
-        yield apply_async
 
 
 def agent_of(vm: LabVM) -> GuestAgent:

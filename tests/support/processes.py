@@ -99,8 +99,9 @@ def port_open(port: int) -> bool:
 
 
 @contextmanager
-def asgi_server(log_dir: Path) -> Iterator[str]:
-    """The real site (uvicorn serving labplatform.asgi) on a free port."""
+def asgi_server_process(log_dir: Path, **env: str) -> Iterator[tuple[str, Process]]:
+    """The real site (uvicorn serving labplatform.asgi, as in production) on a
+    free port; yields its URL and the process (for its pid)."""
     port = free_port()
     server = Process(
         "uvicorn",
@@ -109,16 +110,31 @@ def asgi_server(log_dir: Path) -> Iterator[str]:
             "labplatform.asgi:application",
             "--host=127.0.0.1",
             f"--port={port}",
+            "--ws=websockets-sansio",
             "--no-access-log",
         ],
-        subprocess_env(),
+        subprocess_env(**env),
         log_dir / "uvicorn.log",
     )
     try:
         server.wait_until(lambda: port_open(port), 30, "listening")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.stop()
+
+
+@contextmanager
+def asgi_server(log_dir: Path, **env: str) -> Iterator[str]:
+    with asgi_server_process(log_dir, **env) as (url, _server):
+        yield url
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 @contextmanager

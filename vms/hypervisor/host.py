@@ -122,6 +122,14 @@ class Host:
                 raise GuestNotFound(f"no domain named {name}") from exc
             raise HypervisorError(f"looking up {name} failed: {exc}") from exc
 
+    def lookup_uuid(self, domain_uuid: str) -> Guest:
+        try:
+            return Guest(self.conn.lookupByUUIDString(domain_uuid))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise GuestNotFound(f"no domain {domain_uuid}") from exc
+            raise HypervisorError(f"looking up {domain_uuid} failed: {exc}") from exc
+
     def find(self, name: str) -> Guest | None:
         try:
             return self.lookup(name)
