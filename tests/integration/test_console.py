@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import libvirt
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -29,6 +30,31 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.redis, pytest.mark.django_db(tran
 # The web process may grow by at most this much while a guest floods its
 # console at full speed to one viewer that reads and one that never does.
 FLOOD_RSS_BOUND_MIB = 64
+# The server keeps an unwatched console open this long (CONSOLE_LINGER_SECONDS).
+LINGER_SECONDS = 2
+
+
+def wait_console_free(vm: LabVM, timeout: float) -> None:
+    """Wait until nobody holds the VM's shell console: an open without FORCE
+    succeeds only then (libvirt allows one console client per device)."""
+    host = Host(vm.host.uri)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            stream = host.conn.newStream(0)
+            try:
+                host.conn.lookupByUUIDString(str(vm.domain_uuid)).openConsole(
+                    SHELL_CONSOLE, stream, 0
+                )
+            except libvirt.libvirtError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+            else:
+                stream.abort()
+                return
+    finally:
+        host.close()
 
 
 def guest_file_exists(vm: LabVM, path: str) -> bool:
@@ -48,7 +74,10 @@ async def test_console_end_to_end(
     vm = await sync_to_async(started)(world)
     recordings = tmp_path / "recordings"
     with asgi_server_process(
-        tmp_path, VM_DIR=str(vm_dir), CONSOLE_RECORDING_DIR=str(recordings)
+        tmp_path,
+        VM_DIR=str(vm_dir),
+        CONSOLE_RECORDING_DIR=str(recordings),
+        CONSOLE_LINGER_SECONDS=str(LINGER_SECONDS),
     ) as (url, server):
         owner = await ConsoleClient.open(url, vm, world.alice)
         assert owner.hello["mode"] == "rw"
@@ -123,6 +152,20 @@ async def test_console_end_to_end(
         watcher.reading.set()
         await watcher.wait_for(b"after-flood-8", timeout=20)
 
+        # Everyone leaves after the flood: the server closes its stream when the
+        # linger ends, and a later visit finds a guest that still hears it
+        # (regression: the flood used to make the guest kernel disable the
+        # virtio-serial interrupt, killing console input and the guest agent).
+        await owner.close()
+        await watcher.close()
+        await sync_to_async(wait_console_free)(vm, timeout=LINGER_SECONDS + 20)
+        owner = await ConsoleClient.open(url, vm, world.alice)
+        await run(owner, "echo after-idle-$((5+5))", b"after-idle-10")
+        dmesg = await sync_to_async(lambda: agent_of(vm).exec(["dmesg"], timeout=20))()
+        assert dmesg.exit_code == 0
+        assert b"nobody cared" not in dmesg.stdout
+        watcher = await ConsoleClient.open(url, vm, world.tess)
+
         # Hand-over: another client (as a second web process would) takes the
         # console; this server's viewers are told, not left hanging.
         other_host = Host(vm.host.uri)
@@ -157,7 +200,7 @@ async def test_console_end_to_end(
     sessions = [
         s async for s in ConsoleSession.objects.filter(vm=vm, mode="rw").order_by("started_at")
     ]
-    assert len(sessions) == 3
+    assert len(sessions) == 4
     assert all(s.ended_at for s in sessions)
     first = Path(sessions[0].recording).read_text().splitlines()
     header = json.loads(first[0])
@@ -165,7 +208,7 @@ async def test_console_end_to_end(
     events = [json.loads(line) for line in first[1:]]
     assert any("typed-42" in e[2] for e in events if e[1] == "o")
     assert any(e[1] == "r" and e[2] == "132x43" for e in events)
-    assert await ConsoleSession.objects.filter(vm=vm, mode="ro").acount() == 1
+    assert await ConsoleSession.objects.filter(vm=vm, mode="ro").acount() == 2
 
     await sync_to_async(services.lab_destroy)(vm=vm)
     await sync_to_async(lifecycle.destroy)(str(vm.pk))
