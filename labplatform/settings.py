@@ -199,6 +199,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "reap-vms": {"task": "vms.reap_all", "schedule": 60.0},
+    "console-housekeeping": {"task": "vms.console_housekeeping", "schedule": 3600.0},
     "clear-expired-sessions": {
         "task": "labplatform.tasks.clear_expired_sessions",
         "schedule": 6 * 3600.0,
@@ -229,6 +230,11 @@ VM_BOOT_TIMEOUT_SECONDS = env_int("VM_BOOT_TIMEOUT_SECONDS", 180, minimum=10)
 # Booted-and-saved guests kept ready per host and VM size: a start restores one
 # in about a second instead of booting. 0 turns the pool off.
 VM_POOL_SIZE = env_int("VM_POOL_SIZE", 2, minimum=0)
+
+# --- Exercises ----------------------------------------------------------------------
+# One folder per exercise (exercises/catalogue/<slug>/). Validated at start-up
+# (the "exercises" system check) and copied into the database by sync_exercises.
+EXERCISES_CATALOGUE_DIR = env_path("EXERCISES_CATALOGUE_DIR", BASE_DIR / "exercises" / "catalogue")
 
 # --- Consoles -----------------------------------------------------------------------
 # A console ticket is spent on first use and expires after this many seconds.

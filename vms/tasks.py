@@ -70,3 +70,10 @@ def reap_all() -> None:
 
     for host in Host.objects.enabled():
         reap.apply_async((host.name,), queue=host.queue, expires=55)
+
+
+@shared_task(name="vms.console_housekeeping", ignore_result=True)
+def console_housekeeping() -> None:
+    from vms.console.housekeeping import console_housekeeping as run
+
+    run()

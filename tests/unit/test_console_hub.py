@@ -6,13 +6,23 @@ from __future__ import annotations
 import asyncio
 import json
 import tracemalloc
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import pytest
+from django.utils import timezone
+
+from tests.conftest import World
+from vms import services
+from vms.console import access
+from vms.console.housekeeping import console_housekeeping
 from vms.console.hub import VIEWER_QUEUE_BYTES, ConsoleHub, Viewer, read_log_tail
 from vms.console.protocol import CloseCode
 from vms.console.recording import CastWriter
 from vms.hypervisor.host import Host
+from vms.models import ConsoleSession, ConsoleToken
 
 FLOOD = 50 * 1024 * 1024
 CHUNK = 16 * 1024
@@ -152,3 +162,36 @@ def test_log_tail_starts_at_a_line(tmp_path: Path) -> None:
     log.write_bytes(b"old junk\n" * 1000 + b"recent line\n")
     assert read_log_tail(log, 20) == b"recent line\n"
     assert read_log_tail(tmp_path / "missing.log", 20) == b""
+
+
+@pytest.mark.django_db
+def test_housekeeping_drops_old_recordings_and_spent_tokens(
+    world: World, tmp_path: Path, settings: Any
+) -> None:
+    settings.CONSOLE_RECORDING_RETENTION_DAYS = 30
+    with mock.patch("celery.app.task.Task.apply_async"):
+        vm = services.lab_start(user=world.alice, assignment=world.hello)
+    old_file, new_file = tmp_path / "old.cast", tmp_path / "new.cast"
+    old_file.write_text("{}\n")
+    new_file.write_text("{}\n")
+    now = timezone.now()
+    ConsoleSession.objects.create(
+        vm=vm,
+        user=world.alice,
+        mode="rw",
+        recording=str(old_file),
+        started_at=now - timedelta(days=31),
+    )
+    kept = ConsoleSession.objects.create(
+        vm=vm,
+        user=world.alice,
+        mode="rw",
+        recording=str(new_file),
+        started_at=now - timedelta(days=29),
+    )
+    access.console_token_issue(user=world.alice, vm=vm)
+    ConsoleToken.objects.update(expires_at=now - timedelta(hours=2))
+    assert console_housekeeping() == {"tokens": 1, "sessions": 1}
+    assert not old_file.exists()
+    assert new_file.exists()
+    assert list(ConsoleSession.objects.all()) == [kept]
