@@ -1,6 +1,6 @@
 """Which ASGI server should serve KernelLab? uvicorn vs daphne, measured.
 
-    .venv/bin/python benchmarks/asgi_servers.py [--seconds 5]
+    ./kernellab bench asgi_servers [--seconds 5]
 
 Each server runs the real project (labplatform.asgi) plus one benchmark-only
 websocket echo route, on loopback. Printed per server: HTTP requests/s and

@@ -1,6 +1,6 @@
 """Click-to-prompt through the platform vs a plain QEMU boot, in one run.
 
-    .venv/bin/python benchmarks/boot.py [--runs 3]
+    ./kernellab bench boot [--runs 3]      (or .venv/bin/python -m benchmarks.boot)
 
 Baseline: the same image, kernel and command line booted by plain
 `qemu-system-x86_64` (TCG, 1 vCPU, 1 GiB), timed from process start to the
@@ -18,31 +18,13 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.support import configure, destroy_all, start_lab, wait_for
+
 WORK = Path("/var/lib/kernellab/bench-boot")
-os.environ.update(
-    DJANGO_SETTINGS_MODULE="labplatform.settings",
-    DATABASE_URL=f"sqlite:///{WORK / 'bench.sqlite3'}",
-    VM_DIR=str(WORK / "vms"),
-    VIRT_TYPE="qemu",
-    LOG_LEVEL="WARNING",
-    REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
-)
-
-
-def wait_for(path: Path, needle: bytes, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.is_file() and needle in path.read_bytes():
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"{needle!r} not in {path} after {timeout}s")
 
 
 def plain_qemu(image: object) -> float:
@@ -98,57 +80,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    shutil.rmtree(WORK, ignore_errors=True)
-    (WORK / "vms").mkdir(parents=True)
-    os.chmod(WORK, 0o755)  # noqa: S103 - qemu (libvirt-qemu user) must traverse it
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    configure(WORK)
     from django.test import Client
     from django.test.utils import override_settings
 
     from tests.support.processes import celery_worker
     from vms import lifecycle, pool
     from vms.images import ensure_image
-    from vms.models import LabVM, VMState
+    from vms.models import VMState
 
-    call_command("migrate", verbosity=0)
-    call_command("seed_demo", password="bench", verbosity=0)
     image = ensure_image(progress=print)
-    from exercises.models import Exercise
-    from labplatform.courses.models import Cohort
-    from labplatform.courses.services import assignment_set
-
-    exercise, _ = Exercise.objects.get_or_create(slug="boot-bench", defaults={"title": "Boot"})
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    now = timezone.now()
-    assignment_set(
-        cohort=Cohort.objects.get(slug="demo"),
-        exercise=exercise,
-        opens_at=now,
-        due_at=now + timedelta(days=1),
-        closes_at=now + timedelta(days=2),
-    )
     client = Client()
     client.login(username="alice", password="bench")
     profile = lifecycle.profile_for("qemu:///system", image, 1024, 1)
 
     def click_to_prompt() -> float:
         started = time.monotonic()
-        response = client.post("/exercises/boot-bench/start", HTTP_ACCEPT="application/json")
-        assert response.status_code == 200, response.content
-        vm = LabVM.objects.get(pk=response.json()["vm"])
-        deadline = time.monotonic() + 180
-        while not vm.domain_uuid:
-            if vm.state == VMState.FAILED or time.monotonic() > deadline:
-                raise RuntimeError(f"VM did not start: {vm.error_message}")
-            time.sleep(0.02)
-            vm.refresh_from_db()
+        vm = start_lab(client)
         wait_for(lifecycle.vm_files(vm).shell_log, f"root@{vm.hostname}".encode())
         seconds = time.monotonic() - started
         vm.refresh_from_db()
@@ -175,11 +123,7 @@ def main() -> None:
         median = statistics.median(values)
         runs = ", ".join(f"{v:.2f}" for v in values)
         print(f"{label:<18}{median:>10.2f}{runs:>28}{median / base:>14.2f}")
-    for guest in lifecycle.hypervisor("qemu:///system").guests():
-        if str(WORK) in guest.xml():
-            guest.destroy()
-            guest.undefine()
-    shutil.rmtree(WORK, ignore_errors=True)
+    destroy_all(WORK)
 
 
 if __name__ == "__main__":
