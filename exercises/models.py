@@ -1,12 +1,25 @@
 from __future__ import annotations
 
+import secrets
+from functools import cached_property
+
+from django.conf import settings
 from django.db import models
 
+from exercises.choices import Difficulty
+from exercises.manifest import ExerciseManifest, Mode
 
-class Difficulty(models.TextChoices):
-    INTRO = "intro", "Introductory"
-    INTERMEDIATE = "intermediate", "Intermediate"
-    ADVANCED = "advanced", "Advanced"
+__all__ = [
+    "ATTEMPT_FINISHED_STATUSES",
+    "ATTEMPT_OPEN_STATUSES",
+    "Attempt",
+    "AttemptKind",
+    "AttemptStatus",
+    "CheckResult",
+    "Difficulty",
+    "Exercise",
+    "ExerciseVersion",
+]
 
 
 class Exercise(models.Model):
@@ -16,12 +29,20 @@ class Exercise(models.Model):
     title = models.CharField(max_length=200)
     topic = models.CharField(max_length=64)
     difficulty = models.CharField(
-        max_length=16, choices=Difficulty.choices, default=Difficulty.INTRO
+        max_length=16, choices=Difficulty.choices, default=Difficulty.BEGINNER
     )
-    points = models.PositiveIntegerField(default=10)
+    points = models.PositiveIntegerField(default=10, help_text="the sum of its checks' points")
     summary = models.CharField(max_length=300, blank=True)
     instructions = models.TextField(blank=True, help_text="Markdown, rendered and sanitised")
     is_active = models.BooleanField(default=True)
+    current_version = models.ForeignKey(
+        "ExerciseVersion",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="what new attempts are graded with",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -29,3 +50,145 @@ class Exercise(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class ExerciseVersion(models.Model):
+    """An exercise folder's content at one sync: what an attempt was graded
+    with. Immutable; a changed folder makes a new version."""
+
+    exercise = models.ForeignKey(Exercise, on_delete=models.CASCADE, related_name="versions")
+    content_hash = models.CharField(max_length=64)
+    manifest = models.JSONField(help_text="exercise.toml, validated")
+    instructions_md = models.TextField()
+    bundle = models.BinaryField(help_text="tar.gz of check/, hidden/ and starter/")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exercise", "content_hash"], name="exercise_version_unique_hash"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exercise.slug}@{self.content_hash[:12]}"
+
+    @cached_property
+    def parsed_manifest(self) -> ExerciseManifest:
+        """The stored manifest as the schema's model (grading reads it this way)."""
+        return ExerciseManifest.model_validate(self.manifest)
+
+
+class AttemptKind(models.TextChoices):
+    SELF_CHECK = "check", "Check"
+    SUBMIT = "submit", "Submission"
+
+
+class AttemptStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting to be graded"
+    RUNNING = "running", "Being graded"
+    GRADED = "graded", "Graded"
+    CHECKER_ERROR = "checker_error", "Not graded: the checker failed"
+    KERNEL_CRASHED = "kernel_crashed", "The kernel crashed"
+    TIMED_OUT = "timed_out", "Not graded: time ran out"
+    ERROR = "error", "Not graded: a problem on our side"
+
+
+ATTEMPT_OPEN_STATUSES = (AttemptStatus.QUEUED, AttemptStatus.RUNNING)
+ATTEMPT_FINISHED_STATUSES = tuple(s for s in AttemptStatus if s not in ATTEMPT_OPEN_STATUSES)
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(32)
+
+
+class Attempt(models.Model):
+    """One Check or Submit of a student's work, and its outcome."""
+
+    id = models.BigAutoField(primary_key=True)
+    student = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attempts"
+    )
+    assignment = models.ForeignKey(
+        "courses.Assignment",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="attempts",
+    )
+    exercise = models.ForeignKey(Exercise, on_delete=models.PROTECT, related_name="attempts")
+    version = models.ForeignKey(ExerciseVersion, on_delete=models.PROTECT, related_name="attempts")
+    vm = models.ForeignKey(
+        "vms.LabVM", on_delete=models.SET_NULL, null=True, blank=True, related_name="attempts"
+    )
+    kind = models.CharField(max_length=8, choices=AttemptKind.choices)
+    status = models.CharField(
+        max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.QUEUED, db_index=True
+    )
+    # The checker must echo it: output of another run (or a stale one) is rejected.
+    nonce = models.CharField(max_length=64, default=new_nonce, editable=False)
+    score = models.PositiveIntegerField(default=0)
+    max_score = models.PositiveIntegerField()
+    reason = models.TextField(blank=True, help_text="why the status is not Graded")
+    kernel_log = models.TextField(blank=True, help_text="oops/BUG/panic/WARNING lines")
+    console_tail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    is_late = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["student", "exercise", "-created_at"], name="attempt_student_exercise"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} of {self.exercise_id} by {self.student_id}"
+
+    @property
+    def mode(self) -> Mode:
+        """How the checker runs for this attempt (the manifest's and the report's word)."""
+        return "submit" if self.kind == AttemptKind.SUBMIT else "check"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in ATTEMPT_FINISHED_STATUSES
+
+    @property
+    def passed_all(self) -> bool:
+        """Graded with every check passed (full marks)."""
+        return (
+            self.status == AttemptStatus.GRADED
+            and self.max_score > 0
+            and self.score == self.max_score
+        )
+
+
+class CheckResult(models.Model):
+    """One check of a graded attempt, in manifest order."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="results")
+    position = models.PositiveSmallIntegerField()
+    check_id = models.CharField(max_length=64)
+    title = models.CharField(max_length=200)
+    passed = models.BooleanField()
+    points = models.PositiveIntegerField(help_text="awarded")
+    max_points = models.PositiveIntegerField()
+    message = models.TextField(blank=True)
+    hidden = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["attempt", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["attempt", "check_id"], name="check_result_unique_id"),
+            models.UniqueConstraint(
+                fields=["attempt", "position"], name="check_result_unique_position"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.check_id}: {'passed' if self.passed else 'failed'}"

@@ -16,7 +16,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from exercises.checks import require_valid_catalogue  # noqa: E402
 from labplatform.routing import websocket_urlpatterns  # noqa: E402
+
+# uvicorn runs no system checks: refuse to serve a broken exercise catalogue.
+require_valid_catalogue()
 
 application = ProtocolTypeRouter(
     {

@@ -17,7 +17,9 @@ from django.contrib.auth.hashers import make_password
 from django.test import Client
 from django.utils import timezone
 
-from exercises.models import Exercise
+from exercises.folder import BundleEntry, content_hash, make_bundle
+from exercises.manifest import ExerciseManifest
+from exercises.models import Exercise, ExerciseVersion
 from labplatform.accounts.models import User
 from labplatform.courses.models import Assignment, Cohort, Course, Role
 from labplatform.courses.services import assignment_set, enrolment_set
@@ -56,6 +58,44 @@ def make_exercise(slug: str, title: str, topic: str) -> Exercise:
     return Exercise.objects.create(
         slug=slug, title=title, topic=topic, summary=f"Summary of {title}", points=10
     )
+
+
+def exercise_version_for(
+    exercise: Exercise, *, checks: tuple[tuple[str, int, bool], ...] = (("works", 10, False),)
+) -> ExerciseVersion:
+    """A version of an exercise made without a catalogue folder: a valid
+    manifest with these (id, points, hidden) checks and a one-file bundle,
+    set as the exercise's current version (the same checks give the same version)."""
+    manifest = ExerciseManifest.model_validate(
+        {
+            "title": exercise.title,
+            "topic": exercise.topic,
+            "difficulty": exercise.difficulty,
+            "summary": exercise.summary or exercise.title,
+            "time_limit_minutes": 60,
+            "vm": {"recipe": "kernel-lab", "memory_mib": 1024, "vcpus": 1},
+            "grading": {"checker_timeout_seconds": 60, "artifacts": ["/root/work"]},
+            "deadline": {"due_days": 7, "late_days": 2},
+            "checks": [
+                {"id": check_id, "title": f"Check {check_id}", "points": points, "hidden": hidden}
+                for check_id, points, hidden in checks
+            ],
+        }
+    )
+    payload = [BundleEntry("check/check.py", f"# {exercise.slug}\n".encode())]
+    version, _ = ExerciseVersion.objects.get_or_create(
+        exercise=exercise,
+        content_hash=content_hash([*payload, BundleEntry("exercise.toml", repr(checks).encode())]),
+        defaults={
+            "manifest": manifest.model_dump(mode="json"),
+            "instructions_md": exercise.instructions or f"# {exercise.title}\n",
+            "bundle": make_bundle(payload),
+        },
+    )
+    exercise.current_version = version
+    exercise.points = manifest.total_points
+    exercise.save(update_fields=["current_version", "points"])
+    return version
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Create (or refresh) the demo course: one instructor, two students, one
-cohort with the whole active catalogue assigned. Safe to run repeatedly."""
+cohort with the whole active catalogue assigned (synced from the exercise
+folders first). Safe to run repeatedly."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -37,6 +39,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, password: str, **options: Any) -> None:
         if settings.PRODUCTION:
             raise CommandError("Refusing to create demo accounts with KERNELLAB_ENV=production.")
+        call_command("sync_exercises", stdout=self.stdout, verbosity=options.get("verbosity", 1))
         course, _ = Course.objects.update_or_create(
             slug="kernel-internals",
             defaults={

@@ -1,0 +1,35 @@
+"""Hidden check of bpftrace-syscalls: a fresh run of the student's script
+with two new processes at once, under names it has never seen, one of which
+also makes openat() calls that fail. Each must get its own, right count."""
+
+from __future__ import annotations
+
+import trace_run as tr
+from kernellab_check import Fail
+
+CHECKS = [("second_workload", "Two unseen processes at once, failed calls included", 20)]
+
+
+def second_workload(ctx) -> str:
+    if ctx is None or ctx.script is None or ctx.result is None or not ctx.result.attached:
+        raise Fail("Not checked: your script did not run.")
+    first = tr.Workload(tr.random_name("wk"), tr.random_count(30, 150), tr.random_count(20, 80))
+    second = tr.Workload(tr.random_name("job"), tr.random_count(50, 250))
+    result = tr.run_trace(ctx.script, [first, second])
+    tr.require_started(result)
+    wrong = []
+    for workload in (first, second):
+        found = tr.count_for(result, workload)
+        got = "nothing" if found is None else str(found[1])
+        if found is None or abs(found[1] - workload.total) > tr.tolerance(workload.total):
+            wrong.append(
+                f"'{workload.name}' made {workload.total} calls "
+                f"({workload.bad} of them failing), you counted {got}"
+            )
+    if wrong:
+        raise Fail("Two processes ran at once: " + "; ".join(wrong) + ".")
+    return "Both processes were counted separately and exactly, failed calls included."
+
+
+def run_checks(report, ctx) -> None:
+    report.run("second_workload", second_workload, ctx)
