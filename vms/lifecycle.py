@@ -30,7 +30,7 @@ from vms.hypervisor.guest import Guest
 from vms.hypervisor.host import Host as HypervisorHost
 from vms.hypervisor.overlay import overlay_create, vm_files_remove
 from vms.images import BuiltImage, ensure_image
-from vms.models import LabVM, VMState
+from vms.models import Host, LabVM, VMState
 
 log = logging.getLogger(__name__)
 
@@ -193,16 +193,32 @@ def _boot(vm: LabVM) -> None:
         guest = hv.define_and_start(domain_spec(vm, profile, files).to_xml())
         _progress(vm, "Waiting for the guest to come up")
         GuestAgent(guest).wait_ready(settings.VM_BOOT_TIMEOUT_SECONDS)
+    _place_starter(vm, guest)
     vm.boot_seconds = time.monotonic() - started
     vm.image_hash = image.hash
     if settings.VM_POOL_SIZE:
         _refill_pool_later(vm)
 
 
+def _place_starter(vm: LabVM, guest: Guest) -> None:
+    """The exercise's starter files, in /root of a fresh guest."""
+    version = vm.exercise.current_version
+    if version is None:
+        return
+    from exercises.grading import place_starter
+
+    _progress(vm, "Copying the starter files")
+    place_starter(GuestAgent(guest), version)
+
+
 def _refill_pool_later(vm: LabVM) -> None:
+    refill_pool_later(vm.host, vm.memory_mib, vm.vcpus)
+
+
+def refill_pool_later(host: Host, memory_mib: int, vcpus: int) -> None:
     from vms.tasks import pool_fill
 
-    pool_fill.apply_async((vm.host.name, vm.memory_mib, vm.vcpus), queue=vm.host.queue, expires=600)
+    pool_fill.apply_async((host.name, memory_mib, vcpus), queue=host.queue, expires=600)
 
 
 def pool_fill(host_name: str, memory_mib: int, vcpus: int) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from vms import lifecycle, pool
+from vms import lifecycle, pool, sandbox
 from vms.events import publish_vm_event
 from vms.hypervisor.agent import GuestAgent
 from vms.hypervisor.errors import HypervisorError
@@ -136,6 +136,8 @@ def reconcile(host: Host) -> None:
             continue
         if metadata.vm_id == pool.POOL_VM_ID:
             _reap_pool_guest(guest)
+        elif (attempt_id := sandbox.attempt_id_of(metadata.vm_id)) is not None:
+            _reap_grading_guest(host, guest, attempt_id)
         else:
             ours[metadata.vm_id] = guest
     live_rows = {
@@ -167,6 +169,17 @@ def reconcile(host: Host) -> None:
     remove_orphan_folders()
 
 
+def _reap_grading_guest(host: Host, guest: Guest, attempt_id: int) -> None:
+    """A clean guest grading a Submit lives while its attempt is being graded;
+    one whose worker died (the attempt moved on, or is gone) is removed."""
+    from exercises.models import Attempt, AttemptStatus
+
+    if Attempt.objects.filter(pk=attempt_id, status=AttemptStatus.RUNNING).exists():
+        return
+    log.warning("reaper: destroying grading guest %s of attempt %s", guest.name, attempt_id)
+    sandbox.remove(host.uri, attempt_id)
+
+
 def _reap_pool_guest(guest: Guest) -> None:
     """A guest booting for the warm pool lives a minute at most; one whose
     worker died keeps running with no one to save it."""
@@ -188,6 +201,26 @@ def remove_orphan_folders() -> None:
     for name, folder in folders.items():
         if name not in live:
             log.warning("reaper: removing orphan VM folder %s", folder)
+            vm_files_remove(folder)
+    _remove_orphan_grading_folders()
+
+
+def _remove_orphan_grading_folders() -> None:
+    from exercises.models import Attempt, AttemptStatus
+
+    grading = sandbox.grading_dir()
+    if not grading.is_dir():
+        return
+    folders = {f.name: f for f in grading.iterdir() if f.is_dir() and f.name.isdigit()}
+    running = {
+        str(pk)
+        for pk in Attempt.objects.filter(
+            pk__in=[int(n) for n in folders], status=AttemptStatus.RUNNING
+        ).values_list("pk", flat=True)
+    }
+    for name, folder in folders.items():
+        if name not in running:
+            log.warning("reaper: removing orphan grading folder %s", folder)
             vm_files_remove(folder)
 
 
