@@ -3,26 +3,43 @@
 The catalogue folders are the source of truth for exercises: catalogue_sync
 copies validated folders into the database.
 
-Attempt status changes are compare-and-set updates, as for lab VMs: a retried
-or duplicated grading task finds the attempt no longer in the status it
-expects, changes nothing, and stops.
+Check and Submit create an Attempt (attempt_start) and hand its grading to the
+worker of the student's VM's host after the transaction commits; nothing here
+talks to a guest. Attempt status changes are compare-and-set updates, as for
+lab VMs: a retried or duplicated grading task finds the attempt no longer in
+the status it expects, changes nothing, and stops.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import dateformat, timezone
 
+from exercises import tasks
+from exercises.errors import AttemptRefused
 from exercises.manifest import ExerciseSource
 from exercises.models import (
     ATTEMPT_FINISHED_STATUSES,
+    ATTEMPT_OPEN_STATUSES,
     Attempt,
+    AttemptKind,
     AttemptStatus,
     Exercise,
     ExerciseVersion,
 )
+from labplatform.accounts.models import User
+from labplatform.courses.models import Assignment, AssignmentStatus
+from vms.models import LabVM, VMState
+from vms.selectors import vm_current_for_student
+
+log = logging.getLogger(__name__)
+
+STUCK_REASON = "grading was interrupted; please try again"
 
 
 def attempt_transition(
@@ -45,6 +62,131 @@ def attempt_transition(
         fields.setdefault("finished_at", now)
     updated = Attempt.objects.filter(pk=attempt_id, status__in=olds).update(status=to, **fields)
     return bool(updated)
+
+
+def _when(moment: datetime) -> str:
+    return dateformat.format(timezone.localtime(moment), "D j M Y, H:i")
+
+
+@transaction.atomic
+def attempt_start(*, user: User, assignment: Assignment, kind: AttemptKind) -> Attempt:
+    """Queue a Check (kind SELF_CHECK: the checker runs in the student's own
+    VM, advisory) or a Submit (kind SUBMIT: artifacts are collected from that
+    VM and graded in a clean guest; this is what counts) of the student's work.
+
+    Raises AttemptRefused, saying why, when the exercise has no version to
+    grade with, the assignment is not open (before opens_at or after
+    closes_at), the student's lab VM for the exercise is not running, or their
+    previous attempt at it is still being graded. A Submit after due_at (and
+    before closes_at) is accepted and marked late; a Check is never late,
+    since it counts for nothing. The caller has checked that the assignment
+    is the student's (courses.selectors.assignment_get_for_student).
+    """
+    # Serialise one student's attempts (a double click, two tabs): the second
+    # waits for the first to commit, then finds its open attempt. On SQLite the
+    # IMMEDIATE transaction already serialises all writers.
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    exercise = assignment.exercise
+    # Not the bundle: the grading task reads it, this only needs the manifest.
+    versions = ExerciseVersion.objects.defer("bundle")
+    version_id = exercise.current_version_id
+    version = versions.filter(pk=version_id).first() if version_id is not None else None
+    if version is None or not exercise.is_active:
+        raise AttemptRefused(
+            AttemptRefused.NOT_READY,
+            "This exercise cannot be graded right now. Please tell your instructor.",
+        )
+    now = timezone.now()
+    window = assignment.status(now)
+    if window == AssignmentStatus.UPCOMING:
+        raise AttemptRefused(
+            AttemptRefused.NOT_OPEN, f"This exercise opens on {_when(assignment.opens_at)}."
+        )
+    if window == AssignmentStatus.CLOSED:
+        raise AttemptRefused(
+            AttemptRefused.CLOSED,
+            f"This exercise closed on {_when(assignment.closes_at)}: "
+            "no more checks or submissions are accepted.",
+        )
+    pending = Attempt.objects.filter(
+        student=user, exercise=exercise, status__in=ATTEMPT_OPEN_STATUSES
+    ).first()
+    if pending is not None:
+        raise AttemptRefused(
+            AttemptRefused.ATTEMPT_OPEN,
+            f"Your {pending.get_kind_display().lower()} is still being graded. "
+            "Wait for its result, then try again.",
+        )
+    vm = vm_current_for_student(user=user, exercise=exercise)
+    if vm is None or vm.state != VMState.RUNNING:
+        raise AttemptRefused(AttemptRefused.NO_VM, _vm_not_running(vm, kind))
+
+    attempt = Attempt(
+        student=user,
+        assignment=assignment,
+        exercise=exercise,
+        version=version,
+        vm=vm,
+        kind=kind,
+        is_late=kind == AttemptKind.SUBMIT and window == AssignmentStatus.LATE,
+    )
+    attempt.max_score = version.parsed_manifest.max_score(attempt.mode)
+    attempt.save()
+    attempt_id, queue = attempt.pk, vm.host.queue
+    transaction.on_commit(lambda: tasks.grade.apply_async((attempt_id,), queue=queue))
+    return attempt
+
+
+def _vm_not_running(vm: LabVM | None, kind: AttemptKind) -> str:
+    needs = (
+        "Check runs in your lab VM"
+        if kind == AttemptKind.SELF_CHECK
+        else "Submit collects your work from your lab VM"
+    )
+    if vm is None or vm.state in (VMState.DESTROYED, VMState.DESTROYING, VMState.FAILED):
+        return f"{needs}: start the lab first."
+    if vm.state == VMState.STOPPED:
+        return f"{needs}: resume it first."
+    return f"{needs}, which is {vm.get_state_display().lower()}: wait until it is running."
+
+
+def attempts_reap_stuck(*, now: datetime | None = None) -> list[int]:
+    """Fail the attempts whose grading was lost (a worker killed mid-run, a
+    task that never arrived): QUEUED or RUNNING for longer than their
+    checker's timeout plus GRADING_STUCK_GRACE_MINUTES, counted from when they
+    entered that status. They become ERROR, saying to try again, so the
+    student is no longer blocked by an open attempt. Returns their ids.
+
+    Compare-and-set: an attempt that a worker moves on meanwhile is left to it.
+    """
+    now = now or timezone.now()
+    grace = timedelta(minutes=settings.GRADING_STUCK_GRACE_MINUTES)
+    # No limit is shorter than the grace alone, so older rows are the only candidates.
+    candidates = (
+        Attempt.objects.filter(status__in=ATTEMPT_OPEN_STATUSES, created_at__lt=now - grace)
+        .select_related("version")
+        .defer("version__bundle")
+        .order_by("created_at")
+    )
+    reaped = []
+    for attempt in candidates:
+        since = attempt.created_at
+        if attempt.status == AttemptStatus.RUNNING and attempt.started_at is not None:
+            since = attempt.started_at
+        timeout = attempt.version.parsed_manifest.grading.checker_timeout_seconds
+        if now - since <= timedelta(seconds=timeout) + grace:
+            continue
+        if attempt_transition(
+            attempt.pk, AttemptStatus(attempt.status), AttemptStatus.ERROR, reason=STUCK_REASON
+        ):
+            log.warning(
+                "attempt %s was %s since %s: grading lost, marked as error",
+                attempt.pk,
+                attempt.status,
+                since.isoformat(),
+            )
+            reaped.append(attempt.pk)
+    return reaped
 
 
 @transaction.atomic

@@ -169,7 +169,10 @@ CHANNEL_LAYERS = {
             # redis-py 8 reads with a 5 s socket timeout by default, the same
             # as channels_redis's 5 s BZPOPMIN: a reply a moment late (a busy
             # loop) raised TimeoutError and killed the consumer. Give reads room.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            # Its asyncio pool also refuses a 101st concurrent connection
+            # (MaxConnectionsError) instead of waiting: hundreds of consoles
+            # closing at once (a web process restarting) hit that.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "max_connections": 1000}],
             "capacity": 500,
             "expiry": 30,
         },
@@ -200,6 +203,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "reap-vms": {"task": "vms.reap_all", "schedule": 60.0},
     "console-housekeeping": {"task": "vms.console_housekeeping", "schedule": 3600.0},
+    "reap-attempts": {"task": "exercises.reap_attempts", "schedule": 5 * 60.0},
     "clear-expired-sessions": {
         "task": "labplatform.tasks.clear_expired_sessions",
         "schedule": 6 * 3600.0,
@@ -235,6 +239,10 @@ VM_POOL_SIZE = env_int("VM_POOL_SIZE", 2, minimum=0)
 # One folder per exercise (exercises/catalogue/<slug>/). Validated at start-up
 # (the "exercises" system check) and copied into the database by sync_exercises.
 EXERCISES_CATALOGUE_DIR = env_path("EXERCISES_CATALOGUE_DIR", BASE_DIR / "exercises" / "catalogue")
+# A Check or Submit still waiting or running this long after its checker's
+# timeout lost its worker: the reaper marks it as an error so the student can
+# try again.
+GRADING_STUCK_GRACE_MINUTES = env_int("GRADING_STUCK_GRACE_MINUTES", 10, minimum=1)
 
 # --- Consoles -----------------------------------------------------------------------
 # A console ticket is spent on first use and expires after this many seconds.

@@ -13,8 +13,16 @@ urlpatterns = [
     path("", course_views.dashboard, name="dashboard"),
     path("accounts/", include("labplatform.accounts.urls")),
     path("courses/<slug:slug>/", course_views.course_detail, name="course_detail"),
+    path(
+        "exercises/attempts/<int:attempt_id>", exercise_views.attempt_status, name="attempt_status"
+    ),
+    path(
+        "exercises/attempts/<int:attempt_id>/", exercise_views.attempt_detail, name="attempt_detail"
+    ),
     path("exercises/<slug:slug>/", exercise_views.exercise_detail, name="exercise_detail"),
     path("exercises/<slug:slug>/start", vm_views.lab_start, name="lab_start"),
+    path("exercises/<slug:slug>/check", exercise_views.attempt_check, name="attempt_check"),
+    path("exercises/<slug:slug>/submit", exercise_views.attempt_submit, name="attempt_submit"),
     path("vms/<str:vm_id>/stop", vm_views.lab_stop, name="lab_stop"),
     path("vms/<str:vm_id>/resume", vm_views.lab_resume, name="lab_resume"),
     path("vms/<str:vm_id>/reset", vm_views.lab_reset, name="lab_reset"),

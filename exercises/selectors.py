@@ -1,0 +1,66 @@
+"""Reads of attempts, scoped to the user asking: other people's attempts are 404."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from exercises.models import Attempt, AttemptKind, AttemptStatus, Exercise
+from labplatform.accounts.models import User
+from labplatform.courses.models import Assignment
+from labplatform.courses.selectors import user_teaches_student
+
+
+def attempts_for_student(*, user: User, exercise: Exercise) -> QuerySet[Attempt]:
+    """The student's Checks and Submits of this exercise, newest first, with
+    their per-check results."""
+    return (
+        Attempt.objects.filter(student=user, exercise=exercise)
+        .order_by("-created_at", "-id")
+        .prefetch_related("results")
+    )
+
+
+def attempt_get_for_viewer(*, user: User, attempt_id: int) -> Attempt:
+    """The attempt, for its student or an instructor of the cohort it was made
+    in; Http404 for anyone else (a stranger cannot tell "exists" from "not yours")."""
+    attempt = (
+        Attempt.objects.select_related("exercise", "assignment__cohort__course", "student")
+        .prefetch_related("results")
+        .filter(pk=attempt_id)
+        .first()
+    )
+    if attempt is None or not user.is_active:
+        raise Http404("No such attempt")
+    if attempt.student_id == user.pk:
+        return attempt
+    if user_teaches_student(user=user, student_id=attempt.student_id, cohort_id=_cohort(attempt)):
+        return attempt
+    raise Http404("No such attempt")
+
+
+def _cohort(attempt: Attempt) -> int | None:
+    return attempt.assignment.cohort_id if attempt.assignment is not None else None
+
+
+def attempt_result_counted(*, user: User, assignment: Assignment) -> Attempt | None:
+    """The submission that counts for this assignment: the student's latest
+    Graded Submit made on time (created at or before due_at, as it is now:
+    a deadline moved later makes earlier late submissions count). Only when
+    there is none, their latest Graded late Submit (before the hard close; an
+    instructor applies any late penalty). Checks never count, nor do
+    submissions that were not graded (a checker failure, a time-out, our
+    error: the student submits again). A Submit whose kernel crashed is a
+    result of the student's work, like a graded one: it counts, with the
+    points of whatever it reached (none).
+    """
+    graded = Attempt.objects.filter(
+        student=user,
+        assignment=assignment,
+        kind=AttemptKind.SUBMIT,
+        status__in=(AttemptStatus.GRADED, AttemptStatus.KERNEL_CRASHED),
+    ).order_by("-created_at", "-id")
+    on_time = graded.filter(created_at__lte=assignment.due_at).first()
+    if on_time is not None:
+        return on_time
+    return graded.filter(created_at__lte=assignment.closes_at).first()
