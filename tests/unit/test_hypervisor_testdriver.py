@@ -58,6 +58,17 @@ def test_destroy_and_undefine_are_idempotent(host: Host) -> None:
     assert host.find(s.name) is None
 
 
+def test_a_transient_guest_that_vanished_is_off(host: Host) -> None:
+    """A transient guest ends when its kernel panics (on_crash destroy): the
+    wrapper still answers, and cleaning it up again is harmless."""
+    guest = host.create_transient(unique_spec().to_xml())
+    assert guest.state() == GuestState.RUNNING
+    host.conn.lookupByUUIDString(guest.uuid).destroy()  # gone behind our back
+    assert guest.state() == GuestState.SHUTOFF
+    guest.destroy()
+    guest.undefine()
+
+
 def test_foreign_domains_have_no_metadata(host: Host) -> None:
     # test:///default ships one domain, "test", that KernelLab did not create.
     foreign = host.lookup("test")

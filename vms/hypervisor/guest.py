@@ -50,7 +50,14 @@ class Guest:
         return str(self.domain.UUIDString())
 
     def state(self) -> GuestState:
-        state, _reason = self.domain.state()
+        """SHUTOFF also for a transient domain that is gone (destroyed, or
+        ended by a guest kernel panic: on_crash is destroy)."""
+        try:
+            state, _reason = self.domain.state()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return GuestState.SHUTOFF
+            raise GuestOperationFailed(f"reading the state of {self.name} failed: {exc}") from exc
         return _STATES.get(state, GuestState.OTHER)
 
     def is_running(self) -> bool:
