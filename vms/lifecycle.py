@@ -114,23 +114,16 @@ def _remove_guest(vm: LabVM) -> None:
 
 def domain_spec(vm: LabVM, profile: pool.Profile, files: VMFiles) -> DomainSpec:
     assert vm.domain_uuid is not None
-    image = profile.image
-    return DomainSpec(
-        name=vm.domain_name,
-        uuid=str(vm.domain_uuid),
+    return pool.guest_spec(
+        profile,
+        vm.domain_uuid,
         title=f"KernelLab {vm.exercise.slug} for {vm.owner.username}",
         metadata=LabMetadata(
             vm_id=str(vm.id),
             owner=vm.owner.username,
             exercise=vm.exercise.slug,
-            image=image.hash,
+            image=profile.image.hash,
         ),
-        virt_type=profile.virt_type,
-        memory_mib=profile.memory_mib,
-        vcpus=profile.vcpus,
-        kernel=image.kernel,
-        initrd=image.initrd,
-        cmdline=image.cmdline,
         extra_cmdline=(f"systemd.hostname={vm.hostname}",),
         disk=files.disk,
         shell_log=files.shell_log,

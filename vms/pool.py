@@ -98,19 +98,45 @@ def building_count(profile: Profile) -> int:
     return sum(1 for e in profile.directory.iterdir() if e.name.endswith(".tmp"))
 
 
-def pool_spec(profile: Profile, domain_uuid: uuid.UUID, folder: Path) -> DomainSpec:
+def guest_spec(
+    profile: Profile,
+    domain_uuid: uuid.UUID,
+    *,
+    title: str,
+    metadata: LabMetadata,
+    disk: Path,
+    shell_log: Path,
+    kernel_log: Path,
+    extra_cmdline: tuple[str, ...] = (),
+) -> DomainSpec:
+    """The domain of a guest of this profile: every guest the platform runs
+    (pool entries, students' VMs, grading guests) is built from here, so that
+    a saved pool entry can be restored as any of them."""
     image = profile.image
     return DomainSpec(
         name=domain_name_for(domain_uuid),
         uuid=str(domain_uuid),
-        title="KernelLab warm pool",
-        metadata=LabMetadata(vm_id=POOL_VM_ID, owner="", exercise="", image=image.hash),
+        title=title,
+        metadata=metadata,
         virt_type=profile.virt_type,
         memory_mib=profile.memory_mib,
         vcpus=profile.vcpus,
         kernel=image.kernel,
         initrd=image.initrd,
         cmdline=image.cmdline,
+        extra_cmdline=extra_cmdline,
+        disk=disk,
+        shell_log=shell_log,
+        kernel_log=kernel_log,
+    )
+
+
+def pool_spec(profile: Profile, domain_uuid: uuid.UUID, folder: Path) -> DomainSpec:
+    return guest_spec(
+        profile,
+        domain_uuid,
+        title="KernelLab warm pool",
+        metadata=LabMetadata(vm_id=POOL_VM_ID, owner="", exercise="", image=profile.image.hash),
         disk=folder / "disk.qcow2",
         shell_log=folder / BOOT_LOGS[0],
         kernel_log=folder / BOOT_LOGS[1],

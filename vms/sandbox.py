@@ -28,7 +28,7 @@ from vms.hypervisor.errors import HypervisorError
 from vms.hypervisor.guest import Guest
 from vms.hypervisor.overlay import overlay_create, vm_files_remove
 from vms.images import ensure_image
-from vms.models import Host, domain_name_for
+from vms.models import Host
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +69,13 @@ class GradingGuest:
 def _spec(
     attempt_id: int, profile: pool.Profile, domain_uuid: uuid.UUID, folder: Path
 ) -> DomainSpec:
-    image = profile.image
-    return DomainSpec(
-        name=domain_name_for(domain_uuid),
-        uuid=str(domain_uuid),
+    return pool.guest_spec(
+        profile,
+        domain_uuid,
         title=f"KernelLab grading of attempt {attempt_id}",
         metadata=LabMetadata(
-            vm_id=f"{PREFIX}{attempt_id}", owner="", exercise="", image=image.hash
+            vm_id=f"{PREFIX}{attempt_id}", owner="", exercise="", image=profile.image.hash
         ),
-        virt_type=profile.virt_type,
-        memory_mib=profile.memory_mib,
-        vcpus=profile.vcpus,
-        kernel=image.kernel,
-        initrd=image.initrd,
-        cmdline=image.cmdline,
         extra_cmdline=("systemd.hostname=grading",),
         disk=folder / "disk.qcow2",
         shell_log=folder / "shell.log",
