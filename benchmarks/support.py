@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import time
 from datetime import timedelta
@@ -19,6 +20,8 @@ SLUG = "bench"
 def configure(work: Path) -> None:
     """Point Django at a private SQLite file and VM folder under ``work``,
     wiped first, and create the demo course with an exercise to start."""
+    # A benchmark stopped with SIGTERM still runs its clean-up (finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     shutil.rmtree(work, ignore_errors=True)
     (work / "vms").mkdir(parents=True)
     os.chmod(work, 0o755)  # noqa: S103 - libvirt's qemu user must reach the disks
@@ -63,12 +66,12 @@ def wait_for(path: Path, needle: bytes, timeout: float = 180) -> None:
     raise TimeoutError(f"{needle!r} not in {path} after {timeout}s")
 
 
-def start_lab(client: Any) -> Any:
+def start_lab(client: Any, slug: str = SLUG) -> Any:
     """POST start as the logged-in client; return the LabVM once it has a
     domain (the caller decides what "ready" means)."""
     from vms.models import LabVM, VMState
 
-    response = client.post(f"/exercises/{SLUG}/start", HTTP_ACCEPT="application/json")
+    response = client.post(f"/exercises/{slug}/start", HTTP_ACCEPT="application/json")
     if response.status_code != 200:
         raise RuntimeError(f"start refused: {response.content!r}")
     vm = LabVM.objects.get(pk=response.json()["vm"])

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from exercises.manifest import load_catalogue
+from exercises.services import catalogue_sync
 from tests.browser.conftest import screenshot
 from tests.browser.test_dashboard import log_in
 from tests.conftest import World
@@ -58,6 +60,7 @@ def test_student_types_in_the_console_and_instructor_watches(
     browser: Browser, page: Page, lab_site: tuple[str, Path], world: World, image: BuiltImage
 ) -> None:
     site, _vm_dir = lab_site
+    catalogue_sync(sources=load_catalogue())  # hello-module gets its checker
     log_in(page, site, "alice")
     page.goto(f"{site}/exercises/hello-module/")
     page.get_by_role("button", name="Start lab").click()
@@ -94,3 +97,12 @@ def test_student_types_in_the_console_and_instructor_watches(
     expect(rows).not_to_contain_text("from-the-teacher")
     screenshot(watch, "console-instructor-watching")
     teacher.close()
+
+    # Check: the checker runs in the student's guest and the per-check
+    # feedback appears in the page, live, while the console stays connected.
+    page.get_by_role("button", name="Check", exact=True).click()
+    expect(page.get_by_test_id("attempt-status")).to_have_text("Graded", timeout=240_000)
+    feedback = page.get_by_test_id("attempt-feedback")
+    expect(feedback).to_contain_text("Builds from your sources")
+    expect(page.get_by_test_id("console-state")).to_have_text("Connected")
+    screenshot(page, "check-feedback")

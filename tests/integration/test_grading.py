@@ -1,0 +1,332 @@
+"""Grading against real guests: the catalogue's exercises through the
+platform's runner, and Check/Submit end to end with their failure modes."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from exercises.grading import (
+    checker_payload,
+    collect_artifacts,
+    grade,
+    install_artifacts,
+    place_starter,
+    reboot,
+    run_checker,
+)
+from exercises.manifest import MODES, ExerciseManifest, Mode, load_catalogue
+from exercises.models import Attempt, AttemptKind, AttemptStatus, Exercise, ExerciseVersion
+from exercises.services import attempt_start, catalogue_sync
+from labplatform.courses.services import assignment_set
+from tests.conftest import World
+from tests.integration.test_vm_lifecycle import agent_of, sh
+from tests.support.pristine import PristineGuest, apply_variant
+from vms import lifecycle, services
+from vms.images import BuiltImage
+from vms.models import LabVM, VMState
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.django_db]
+
+CATALOGUE = Path(settings.BASE_DIR) / "exercises" / "catalogue"
+SLUGS = ["hello-module", "sysctl-tuning", "bpftrace-syscalls"]
+
+
+def synced_version(slug: str) -> ExerciseVersion:
+    catalogue_sync(sources=load_catalogue(CATALOGUE))
+    exercise = Exercise.objects.get(slug=slug)
+    assert exercise.current_version is not None
+    return exercise.current_version
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def runs(slug: str, manifest: ExerciseManifest) -> list[tuple[str, Mode]]:
+    """What to try: the starter and the solution in both modes; each wrong
+    answer in the modes its expect.toml names, else at Submit if it targets a
+    hidden check (only Submit runs those), else at Check (cheaper)."""
+    plan: list[tuple[str, Mode]] = [(v, m) for v in ("starter", "solution") for m in MODES]
+    wrong = CATALOGUE / slug / "wrong"
+    hidden = {c.id for c in manifest.checks if c.hidden}
+    for folder in sorted(p for p in wrong.iterdir() if p.is_dir()) if wrong.is_dir() else []:
+        expect = tomllib.loads((folder / "expect.toml").read_text())
+        modes = expect.get("modes") or (["submit"] if hidden & set(expect["fails"]) else ["check"])
+        plan += [(f"wrong/{folder.name}", mode) for mode in modes]
+    return plan
+
+
+def expected_failures(slug: str, variant: str) -> list[str] | None:
+    """Checks the variant must fail (None: it must pass all; []: any one)."""
+    if variant == "solution":
+        return None
+    if variant == "starter":
+        return []
+    expect = tomllib.loads((CATALOGUE / slug / variant / "expect.toml").read_text())
+    return list(expect["fails"])
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_catalogue_exercise_variants(
+    slug: str, lab_image: BuiltImage, vm_dir: Path, no_enqueue: Any
+) -> None:
+    """The reference solution passes every check (hidden ones at Submit), the
+    starter fails, and each wrong answer fails the checks it targets, in a
+    Check on the student's guest and in a Submit on a clean one."""
+    version = synced_version(slug)
+    manifest = version.parsed_manifest
+    guest = PristineGuest(
+        vm_dir / "pristine", lab_image, memory_mib=manifest.vm.memory_mib, vcpus=manifest.vm.vcpus
+    )
+    problems: list[str] = []
+    try:
+        for variant, mode in runs(slug, manifest):
+            agent = guest.restore()
+            place_starter(agent, version)
+            if variant != "starter":
+                apply_variant(agent, CATALOGUE / slug / variant)
+            if mode == "submit":
+                artifacts = collect_artifacts(agent, manifest)
+                agent = guest.restore()  # the clean guest
+                install_artifacts(agent, manifest, artifacts)
+                if manifest.grading.reboot_before_submit:
+                    reboot(agent, timeout=240)
+            outcome = run_checker(
+                agent,
+                checker_payload(version, submit=mode == "submit"),
+                nonce=f"{slug}-{mode}-{variant.replace('/', '-')}",
+                mode=mode,
+                manifest=manifest,
+                kernel_log=guest.kernel_log,
+                log_offset=0,  # a restored guest starts a new log
+            )
+            label = f"{variant} ({mode})"
+            if outcome.status != AttemptStatus.GRADED or outcome.report is None:
+                problems.append(f"{label}: {outcome.status} {outcome.reason}")
+                continue
+            failed = [c.check_id for c in outcome.report.checks if not c.passed]
+            reported = [c.check_id for c in outcome.report.checks]
+            assert reported == [c.id for c in manifest.checks_for(mode)], label
+            must_fail = expected_failures(slug, variant)
+            print(f"{slug} {label}: fails {failed}")
+            if must_fail is None and failed:
+                problems.append(f"{label}: the solution fails {failed}")
+            elif variant == "starter" and not failed:
+                problems.append(f"{label}: the starter passes every check")
+            elif must_fail and (missed := sorted(set(must_fail) - set(failed))):
+                problems.append(f"{label}: passes {missed}, which it must fail")
+            # The checker cleaned up after itself.
+            leftover = agent.exec(
+                ["sh", "-c", "ls -d /run/kernellab-check-* 2>/dev/null; true"], timeout=10
+            )
+            assert not leftover.stdout.strip(), f"{label}: {leftover.stdout!r}"
+    finally:
+        guest.close()
+    assert not problems, "\n".join(problems)
+
+
+# -- Check and Submit through the platform --------------------------------------------
+
+# A student's stand-in for python3: whatever it is asked to run, it prints a
+# report in which every check of check.py passes, with the nonce it is given.
+FAKE_PYTHON = r"""#!/bin/sh
+exec /usr/bin/python3.11 - "$@" <<'PY'
+import json, os, re
+text = open("check.py").read() if os.path.exists("check.py") else ""
+checks = re.findall(r'\("([a-z_]+)", "([^"]+)", (\d+)\)', text)
+print(json.dumps({"nonce": os.environ.get("KERNELLAB_NONCE", ""), "checks": [
+    {"id": i, "title": t, "passed": True, "points": int(p), "message": "ok"}
+    for i, t, p in checks]}))
+PY
+"""
+
+# hello.c whose init does something after the greeting.
+MODULE_SOURCE = r"""
+#include <linux/init.h>
+#include <linux/kernel.h>
+#include <linux/module.h>
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("KernelLab tests");
+static int __init hello_init(void)
+{
+	pr_info("Hello, KernelLab!\n");
+	BODY
+	return 0;
+}
+static void __exit hello_exit(void) { pr_info("Goodbye, KernelLab!\n"); }
+module_init(hello_init);
+module_exit(hello_exit);
+"""
+
+
+def write_module(vm: LabVM, body: str) -> None:
+    """The reference solution (its Makefile), with this hello.c."""
+    apply_variant(agent_of(vm), CATALOGUE / "hello-module" / "solution")
+    source = MODULE_SOURCE.replace("BODY", body).encode()
+    result = agent_of(vm).exec(["sh", "-c", "cat > /root/hello/hello.c"], stdin=source, timeout=30)
+    assert result.exit_code == 0, result
+
+
+def lab_for_hello_module(world: World) -> tuple[LabVM, Any]:
+    """alice's running lab for the catalogue's hello-module."""
+    version = synced_version("hello-module")
+    now = timezone.now()
+    assignment = assignment_set(
+        cohort=world.autumn,
+        exercise=version.exercise,
+        opens_at=now - timedelta(days=1),
+        due_at=now + timedelta(days=7),
+        closes_at=now + timedelta(days=14),
+    )
+    vm = services.lab_start(user=world.alice, assignment=assignment)
+    lifecycle.provision(str(vm.id))
+    vm.refresh_from_db()
+    assert vm.state == VMState.RUNNING, (vm.error_code, vm.error_message)
+    return vm, assignment
+
+
+def graded(world: World, assignment: Any, kind: AttemptKind) -> Attempt:
+    attempt = attempt_start(user=world.alice, assignment=assignment, kind=kind)
+    grade(attempt.id)
+    attempt.refresh_from_db()
+    return attempt
+
+
+def grading_domains() -> list[str]:
+    return [
+        g.name
+        for g in lifecycle.hypervisor("qemu:///system").guests()
+        if (m := g.metadata()) is not None and m.vm_id.startswith("grading-")
+    ]
+
+
+def test_check_and_submit_are_graded_and_submit_resists_cheating(
+    world: World, lab_image: BuiltImage, vm_dir: Path, no_enqueue: Any
+) -> None:
+    vm, assignment = lab_for_hello_module(world)
+    try:
+        # The starter files were placed at start; the starter fails.
+        assert sh(vm, "ls /root/hello").split() == ["Makefile", "hello.c"]
+        check = graded(world, assignment, AttemptKind.SELF_CHECK)
+        assert check.status == AttemptStatus.GRADED, check.reason
+        assert not check.passed_all
+        results = list(check.results.all())
+        assert [r.check_id for r in results] == [
+            c.id for c in check.version.parsed_manifest.checks_for("check")
+        ]
+        assert check.score < check.max_score
+        assert not any(r.hidden for r in results)
+
+        # The student cheats in their own guest: a python3 that reports
+        # success, a fake report lying around, a correct module left loaded.
+        # Check runs there and is fooled (which is why it is only advisory)...
+        fake = FAKE_PYTHON.encode()
+        agent_of(vm).exec(["sh", "-c", "cat > /usr/local/bin/python3"], stdin=fake, timeout=10)
+        sh(vm, "chmod 755 /usr/local/bin/python3; echo '{\"checks\": []}' > /root/report.json")
+        fooled = graded(world, assignment, AttemptKind.SELF_CHECK)
+        assert fooled.status == AttemptStatus.GRADED, fooled.reason
+        assert fooled.passed_all, "the fake interpreter should fool a Check"
+        # ...but Submit grades the declared files in a clean guest.
+        submit = graded(world, assignment, AttemptKind.SUBMIT)
+        assert submit.status == AttemptStatus.GRADED, submit.reason
+        assert not submit.passed_all
+        assert any(r.hidden for r in submit.results.all())
+        assert not grading_domains()
+
+        # The reference solution passes everything at Submit, hidden checks too.
+        sh(vm, "rm /usr/local/bin/python3 /root/report.json")
+        apply_variant(agent_of(vm), CATALOGUE / "hello-module" / "solution")
+        submit = graded(world, assignment, AttemptKind.SUBMIT)
+        assert submit.status == AttemptStatus.GRADED, submit.reason
+        assert submit.passed_all, [(r.check_id, r.message) for r in submit.results.all()]
+        assert submit.score == submit.max_score == 115
+        assert not grading_domains()
+        assert not any((vm_dir / "grading").iterdir())
+    finally:
+        services.lab_destroy(vm=vm)
+        lifecycle.destroy(str(vm.id))
+
+
+def test_oops_is_reported_and_panic_in_submit_is_a_kernel_crash(
+    world: World, lab_image: BuiltImage, vm_dir: Path, no_enqueue: Any
+) -> None:
+    vm, assignment = lab_for_hello_module(world)
+    try:
+        # A module that oopses on load: the result fails and carries the oops.
+        write_module(vm, "*(volatile int *)0 = 1;")
+        oops = graded(world, assignment, AttemptKind.SELF_CHECK)
+        assert oops.status in (AttemptStatus.GRADED, AttemptStatus.CHECKER_ERROR), oops.reason
+        assert not oops.passed_all
+        console = lifecycle.vm_files(vm).kernel_log.read_text(errors="replace")
+        assert "NULL pointer dereference" in oops.kernel_log, (
+            [(r.check_id, r.message) for r in oops.results.all()],
+            console[-3000:],
+        )
+
+        # A module that panics the kernel at Submit: "kernel crashed", with the
+        # console, and no grading guest left behind.
+        write_module(vm, 'panic("kernellab test panic");')
+        crash = graded(world, assignment, AttemptKind.SUBMIT)
+        assert crash.status == AttemptStatus.KERNEL_CRASHED, (crash.status, crash.reason)
+        assert "kernellab test panic" in crash.console_tail
+        assert not grading_domains()
+    finally:
+        services.lab_destroy(vm=vm)
+        lifecycle.destroy(str(vm.id))
+
+
+CHECKER_FAULTS = {
+    "sleeps": "import time\ntime.sleep(3600)\n",
+    "floods": "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(100):\n"
+    "    sys.stdout.write(chunk)\n",
+    "garbage": "print('{\"nonce\": not json')\n",
+    "no-nonce": "print('{\"checks\": []}')\n",
+}
+
+
+def test_broken_checkers_give_a_checker_error(lab_image: BuiltImage, vm_dir: Path) -> None:
+    """A checker that never ends, one that prints 100 MB, one that prints
+    invalid JSON and one without the nonce: each a checker error, with the
+    guest fine and clean afterwards."""
+    version = synced_version("hello-module")
+    grading = version.parsed_manifest.grading.model_copy(update={"checker_timeout_seconds": 10})
+    manifest = version.parsed_manifest.model_copy(update={"grading": grading})
+    guest = PristineGuest(vm_dir / "pristine", lab_image, memory_mib=512, vcpus=1)
+    reasons = {}
+    try:
+        agent = guest.restore()
+        for fault, source in CHECKER_FAULTS.items():
+            outcome = run_checker(
+                agent,
+                tar_of({"check.py": source.encode()}),
+                nonce="a" * 64,
+                mode="check",
+                manifest=manifest,
+                kernel_log=guest.kernel_log,
+                log_offset=0,
+            )
+            assert outcome.status == AttemptStatus.CHECKER_ERROR, (fault, outcome)
+            reasons[fault] = outcome.reason.splitlines()[0]
+            left = agent.exec(["sh", "-c", "ls -d /run/kernellab-check-*; true"], timeout=10)
+            assert left.stdout == b"", fault
+    finally:
+        guest.close()
+    print(reasons)
+    assert "did not finish within 10 s" in reasons["sleeps"]
+    assert "bytes" in reasons["floods"]
+    assert "nonce" in reasons["no-nonce"]
