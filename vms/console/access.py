@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
 from labplatform.accounts.models import User
-from labplatform.courses.models import Enrolment, Role
+from labplatform.courses.selectors import user_teaches_student
 from vms.console.protocol import CloseCode, ConsoleRefused
 from vms.models import ConsoleMode, ConsoleToken, LabVM, VMKind, VMState
 
@@ -34,11 +33,8 @@ def console_mode_for(*, user: User, vm: LabVM) -> ConsoleMode | None:
         return None
     if vm.owner_id == user.pk:
         return ConsoleMode.READ_WRITE
-    if vm.assignment is not None:
-        cohorts = Q(cohort_id=vm.assignment.cohort_id)
-    else:
-        cohorts = Q(cohort__enrolments__user_id=vm.owner_id, cohort__enrolments__role=Role.STUDENT)
-    teaches = Enrolment.objects.filter(cohorts, user=user, role=Role.INSTRUCTOR).exists()
+    cohort_id = vm.assignment.cohort_id if vm.assignment is not None else None
+    teaches = user_teaches_student(user=user, student_id=vm.owner_id, cohort_id=cohort_id)
     return ConsoleMode.READ_ONLY if teaches else None
 
 
