@@ -6,7 +6,8 @@
    until the guest's echo comes back (then a backspace, also timed); through
    `virsh console` on a pty (the baseline) and through the websocket (uvicorn
    + ConsoleConsumer + hub, a real client). p50/p99 and the added ms.
-2. Bulk output: `yes | head -c N` timed to the end marker, both paths; ratio.
+2. Bulk output: N bytes of base64 text (76-character lines, like a build log
+   or `cat /dev/urandom | base64`) timed to the end marker, both paths; ratio.
 3. Idle consoles: N websocket viewers (the cohort's instructor) held open on
    one web process for 30 s: its CPU (% of one core) and memory.
 Uses its own SQLite database and VM folder; leaves nothing behind.
@@ -81,6 +82,11 @@ class VirshConsole:
         os.close(self.master)
 
 
+def bulk_command(size: int, tag: str) -> str:
+    """About ``size`` bytes of base64 lines, then an end marker."""
+    return f"head -c {size * 3 // 4} /dev/urandom | base64; echo {tag}-$((1+1))\r"
+
+
 def echo_latencies_virsh(console: VirshConsole, keys: int) -> list[float]:
     samples = []
     for _ in range(keys):
@@ -96,7 +102,7 @@ def echo_latencies_virsh(console: VirshConsole, keys: int) -> list[float]:
 def throughput_virsh(console: VirshConsole, size: int, tag: str) -> float:
     mark = len(console.buffer)
     started = time.perf_counter()
-    console.type(f"yes | head -c {size}; echo {tag}-$((1+1))\r".encode())
+    console.type(bulk_command(size, tag).encode())
     console.wait_for(f"{tag}-2".encode(), mark, 600)
     return size / (time.perf_counter() - started)
 
@@ -122,7 +128,7 @@ async def throughput_ws(term: object, size: int, tag: str) -> float:
     assert isinstance(term, ConsoleClient)
     mark = len(term.output)
     started = time.perf_counter()
-    await term.type(f"yes | head -c {size}; echo {tag}-$((1+1))\r")
+    await term.type(bulk_command(size, tag))
     await term.wait_for(f"{tag}-2".encode(), after=mark, timeout=600)
     return size / (time.perf_counter() - started)
 
@@ -170,7 +176,7 @@ async def websocket_part(url: str, server_pid: int, vm: object, args: argparse.N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=200)
-    parser.add_argument("--bytes", type=int, default=300_000)
+    parser.add_argument("--bytes", type=int, default=1_000_000)
     parser.add_argument("--idle", type=int, default=500)
     args = parser.parse_args()
     configure(WORK)
