@@ -4,6 +4,7 @@ cohort's instructor watches the same console read-only."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,7 @@ def lab_site(transactional_db: None, tmp_path: Path) -> Iterator[tuple[str, Path
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr("django.conf.settings.VM_DIR", vm_dir)
                 lifecycle.destroy(str(vm.pk))
+        shutil.rmtree(vm_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
