@@ -29,7 +29,7 @@ from exercises.services import attempt_start, catalogue_sync
 from labplatform.courses.services import assignment_set
 from tests.conftest import World
 from tests.integration.test_vm_lifecycle import agent_of, sh
-from tests.support.pristine import PristineGuest, apply_variant
+from tests.support.pristine import PATH, PristineGuest, apply_variant, tree_tar
 from vms import lifecycle, services
 from vms.images import BuiltImage
 from vms.models import LabVM, VMState
@@ -155,6 +155,15 @@ print(json.dumps({"nonce": os.environ.get("KERNELLAB_NONCE", ""), "checks": [
 PY
 """
 
+# A correct module, built outside the folder that is graded, and loaded.
+BUILD_ELSEWHERE_AND_LOAD = r"""
+set -e
+d=$(mktemp -d)
+tar -xzf - -C "$d"
+make -C "/lib/modules/$(uname -r)/build" M="$d" modules
+insmod "$d/hello.ko"
+"""
+
 # hello.c whose init does something after the greeting.
 MODULE_SOURCE = r"""
 #include <linux/init.h>
@@ -235,6 +244,12 @@ def test_check_and_submit_are_graded_and_submit_resists_cheating(
         # The student cheats in their own guest: a python3 that reports
         # success, a fake report lying around, a correct module left loaded.
         # Check runs there and is fooled (which is why it is only advisory)...
+        solution = tree_tar(CATALOGUE / "hello-module" / "solution" / "files" / "root" / "hello")
+        built = agent_of(vm).exec(
+            ["sh", "-c", BUILD_ELSEWHERE_AND_LOAD], stdin=solution, timeout=300, env=[PATH]
+        )
+        assert built.exit_code == 0, built.stderr[-2000:]
+        assert "hello" in sh(vm, "cut -d' ' -f1 /proc/modules").split()
         fake = FAKE_PYTHON.encode()
         agent_of(vm).exec(["sh", "-c", "cat > /usr/local/bin/python3"], stdin=fake, timeout=10)
         sh(vm, "chmod 755 /usr/local/bin/python3; echo '{\"checks\": []}' > /root/report.json")
