@@ -188,3 +188,23 @@ def make_bundle(entries: Iterable[BundleEntry]) -> bytes:
                 info.size = len(entry.data)
                 tar.addfile(info, io.BytesIO(entry.data))
     return raw.getvalue()
+
+
+def tree_tar(source: Path) -> bytes:
+    """A host folder as a tar.gz, owner root, modes kept (``__pycache__`` left
+    out): how development tools and tests copy a solution or a wrong answer
+    into a guest."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(source.rglob("*")):
+            if "__pycache__" in path.parts:
+                continue
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(source)))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if path.is_file():
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+    return buffer.getvalue()

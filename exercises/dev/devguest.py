@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import json
 import os
 import shutil
 import sys
-import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -33,6 +31,7 @@ django.setup()
 import libvirt  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from exercises.folder import tree_tar  # noqa: E402
 from vms.hypervisor.agent import ExecResult, GuestAgent  # noqa: E402
 from vms.hypervisor.domain import DomainSpec, LabMetadata  # noqa: E402
 from vms.hypervisor.errors import HypervisorError  # noqa: E402
@@ -195,20 +194,7 @@ class DevGuest:
 
     def put_tree(self, source: Path, dest: str) -> None:
         """Copy a host folder into the guest under ``dest`` (modes kept, owner root)."""
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-            for path in sorted(source.rglob("*")):
-                if "__pycache__" in path.parts:
-                    continue
-                info = tar.gettarinfo(str(path), arcname=str(path.relative_to(source)))
-                info.uid = info.gid = 0
-                info.uname = info.gname = "root"
-                if path.is_file():
-                    with path.open("rb") as handle:
-                        tar.addfile(info, handle)
-                else:
-                    tar.addfile(info)
-        self.put_tar(buffer.getvalue(), dest)
+        self.put_tar(tree_tar(source), dest)
 
     def put_tar(self, data: bytes, dest: str) -> None:
         blob = f"/run/kl-dev-{uuid.uuid4().hex}.tgz"

@@ -4,12 +4,11 @@ as a student's fresh lab or Submit's clean grading guest would."""
 
 from __future__ import annotations
 
-import io
 import shutil
-import tarfile
 import uuid
 from pathlib import Path
 
+from exercises.folder import tree_tar
 from vms import lifecycle, pool
 from vms.hypervisor.agent import GuestAgent
 from vms.hypervisor.guest import Guest
@@ -56,24 +55,6 @@ class PristineGuest:
     def close(self) -> None:
         self.discard()
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def tree_tar(source: Path) -> bytes:
-    """A host folder as a tar.gz (owner root, modes kept)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted(source.rglob("*")):
-            if "__pycache__" in path.parts:
-                continue
-            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(source)))
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            if path.is_file():
-                with path.open("rb") as handle:
-                    tar.addfile(info, handle)
-            else:
-                tar.addfile(info)
-    return buffer.getvalue()
 
 
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
