@@ -33,7 +33,7 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
-from exercises.manifest import ExerciseManifest
+from exercises.manifest import ExerciseManifest, Mode
 from exercises.models import Attempt, AttemptKind, AttemptStatus, CheckResult, ExerciseVersion
 from exercises.report import Report, ReportError, parse_report, scan_kernel_log
 from exercises.services import attempt_transition
@@ -198,7 +198,7 @@ def run_checker(
     payload: bytes,
     *,
     nonce: str,
-    mode: str,
+    mode: Mode,
     manifest: ExerciseManifest,
     kernel_log: Path,
     log_offset: int,
@@ -247,7 +247,7 @@ def run_checker(
             kernel_lines=kernel_lines,
         )
     try:
-        report = parse_report(result.stdout, nonce=nonce, manifest=manifest, mode=mode)  # type: ignore[arg-type]
+        report = parse_report(result.stdout, nonce=nonce, manifest=manifest, mode=mode)
     except ReportError as exc:
         detail = _stderr_tail(result)
         return Outcome(

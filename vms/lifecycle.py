@@ -173,11 +173,9 @@ def _boot(vm: LabVM) -> None:
     if claimed is not None:
         _progress(vm, "Restoring a prepared guest")
         _set_domain_uuid(vm, claimed.domain_uuid)
-        guest = hv.restore(str(claimed.state_file), domain_spec(vm, profile, files).to_xml())
-        claimed.state_file.unlink()
-        agent = GuestAgent(guest)
-        agent.wait_ready(30)
-        agent.set_time()
+        guest, agent = pool.restore(
+            hv, claimed.state_file, domain_spec(vm, profile, files), remove_state_file=True
+        )
         agent.exec(_personalise_argv(vm.hostname), timeout=30)
     else:
         _progress(vm, "Booting the kernel")

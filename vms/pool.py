@@ -27,6 +27,7 @@ from django.conf import settings
 
 from vms.hypervisor.agent import GuestAgent
 from vms.hypervisor.domain import DomainSpec, LabMetadata
+from vms.hypervisor.guest import Guest
 from vms.hypervisor.host import Host as HypervisorHost
 from vms.hypervisor.overlay import overlay_create, vm_files_remove
 from vms.images import BuiltImage
@@ -141,6 +142,26 @@ def pool_spec(profile: Profile, domain_uuid: uuid.UUID, folder: Path) -> DomainS
         shell_log=folder / BOOT_LOGS[0],
         kernel_log=folder / BOOT_LOGS[1],
     )
+
+
+def restore(
+    hypervisor: HypervisorHost,
+    state_file: Path,
+    spec: DomainSpec,
+    *,
+    agent_timeout: float = 30,
+    remove_state_file: bool = False,
+) -> tuple[Guest, GuestAgent]:
+    """Start a saved guest as ``spec`` and wait for its agent, with the clock
+    set (a restored guest wakes up at the time it was saved). A claimed pool
+    entry is used once: ``remove_state_file`` deletes it once restored."""
+    guest = hypervisor.restore(str(state_file), spec.to_xml())
+    if remove_state_file:
+        state_file.unlink()
+    agent = GuestAgent(guest)
+    agent.wait_ready(agent_timeout)
+    agent.set_time()
+    return guest, agent
 
 
 def add_entry(hypervisor: HypervisorHost, profile: Profile, *, boot_timeout: float) -> Path:

@@ -102,11 +102,7 @@ def grading_guest(
         claimed = pool.claim(profile, folder) if settings.VM_POOL_SIZE else None
         if claimed is not None:
             spec = _spec(attempt_id, profile, claimed.domain_uuid, folder)
-            guest = hv.restore(str(claimed.state_file), spec.to_xml())
-            claimed.state_file.unlink()
-            agent = GuestAgent(guest)
-            agent.wait_ready(30)
-            agent.set_time()
+            guest, agent = pool.restore(hv, claimed.state_file, spec, remove_state_file=True)
         else:
             folder.mkdir(parents=True)
             spec = _spec(attempt_id, profile, uuid.uuid4(), folder)

@@ -39,10 +39,9 @@ class PristineGuest:
         self.work.mkdir(parents=True)
         shutil.copyfile(self.saved / "disk.qcow2", self.work / "disk.qcow2")
         spec = pool.pool_spec(self.profile, self.domain_uuid, self.work)
-        self.guest = self.hv.restore(str(self.saved / pool.STATE_FILE), spec.to_xml())
-        self.agent = GuestAgent(self.guest)
-        self.agent.wait_ready(60)
-        self.agent.set_time()
+        self.guest, self.agent = pool.restore(
+            self.hv, self.saved / pool.STATE_FILE, spec, agent_timeout=60
+        )
         return self.agent
 
     def discard(self) -> None:
