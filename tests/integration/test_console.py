@@ -191,7 +191,7 @@ async def test_console_end_to_end(
         owner = await ConsoleClient.open(url, vm, world.alice)
         await run(owner, "echo reclaimed", b"reclaimed")
         await owner.close()
-        for _ in range(50):  # the server records the end of the session
+        for _ in range(300):  # the server records the end of the session (asynchronously)
             if not await ConsoleSession.objects.filter(ended_at__isnull=True).aexists():
                 break
             await asyncio.sleep(0.1)
