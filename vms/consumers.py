@@ -145,13 +145,15 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         if self.grant is not None:
             await self.channel_layer.group_discard(vm_group(self.grant.vm.pk), self.channel_name)
         recorder = None
-        if self.hub is not None and self.viewer is not None:
-            recorder = self.hub.leave(self.viewer)
-            await self.viewer.stop()
-        if recorder is not None:
-            recorder.close()
-        if self.session is not None:
-            await _session_end(self.session, recorder)
+        try:
+            if self.hub is not None and self.viewer is not None:
+                recorder = self.hub.leave(self.viewer)
+                await self.viewer.stop()
+        finally:
+            if recorder is not None:
+                recorder.close()
+            if self.session is not None:
+                await _session_end(self.session, recorder)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.hub is None or self.viewer is None or self.grant is None:

@@ -195,6 +195,8 @@ async def test_console_end_to_end(
             if not await ConsoleSession.objects.filter(ended_at__isnull=True).aexists():
                 break
             await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"a console session was never recorded as ended:\n{server.output()}")
 
     # Every owner session was recorded as asciicast v2, with what was typed.
     sessions = [

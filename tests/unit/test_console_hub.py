@@ -124,6 +124,28 @@ async def test_late_joiner_gets_scrollback_from_a_line_boundary() -> None:
     await viewer.stop()
 
 
+async def test_stopping_a_viewer_whose_socket_is_gone_does_not_raise() -> None:
+    # The browser closed while output was on its way: the last send fails
+    # (uvicorn raises ClientDisconnected). The consumer still has to record
+    # the end of its session after stop(), so stop() must not re-raise.
+    class Gone(Exception):
+        pass
+
+    async def send_bytes(data: bytes) -> None:
+        raise Gone
+
+    sink = Sink()
+    viewer = Viewer(
+        read_only=False, send_bytes=send_bytes, send_json=sink.send_json, close=sink.close
+    )
+    viewer.start()
+    viewer.offer(b"output nobody will read")
+    await asyncio.sleep(0.02)
+    assert viewer._task is not None
+    assert viewer._task.done()  # died of the failed send
+    await viewer.stop()
+
+
 async def test_end_of_hub_flushes_then_closes_viewers() -> None:
     console = hub()
     sink = Sink()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import logging
 import weakref
 from collections import deque
@@ -98,11 +97,18 @@ class Viewer:
         self._task = asyncio.get_running_loop().create_task(self._sender())
 
     async def stop(self) -> None:
+        """Stop sending. Never raises: the socket may already be gone (a send
+        to a closed websocket fails), and the caller still has its session to
+        record as ended."""
         self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # the peer went away mid-send
+                log.debug("console viewer's sender ended with %r", exc)
 
     def offer(self, data: bytes) -> None:
         if self._queued + len(data) > VIEWER_QUEUE_BYTES:
