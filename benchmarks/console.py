@@ -1,13 +1,16 @@
 """The browser console path vs `virsh console` on the same guest, in one run.
 
-    ./kernellab bench console [--keys 200] [--bytes 300000] [--idle 500]
+    ./kernellab bench console [--keys 200] [--bytes 1000000] [--rounds 3] [--idle 500]
 
 1. Keystroke-to-echo latency: one character typed at the shell prompt, timed
    until the guest's echo comes back (then a backspace, also timed); through
    `virsh console` on a pty (the baseline) and through the websocket (uvicorn
    + ConsoleConsumer + hub, a real client). p50/p99 and the added ms.
 2. Bulk output: N bytes of base64 text (76-character lines, like a build log
-   or `cat /dev/urandom | base64`) timed to the end marker, both paths; ratio.
+   or `cat /dev/urandom | base64`) timed to the end marker, both paths, in
+   alternating rounds; ratio of the medians, and the CPU each process on the
+   path used meanwhile (the guest's output rate under TCG is bound by host
+   CPU, so what the path costs shows up as throughput).
 3. Idle consoles: N websocket viewers (the cohort's instructor) held open on
    one web process for 30 s: its CPU (% of one core) and memory.
 Uses its own SQLite database and VM folder; leaves nothing behind.
@@ -65,7 +68,9 @@ class VirshConsole:
 
     def wait_for(self, needle: bytes, after: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while needle not in self.buffer[after:]:
+        start = after
+        while self.buffer.find(needle, start) < 0:
+            start = max(after, len(self.buffer) - len(needle) + 1)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"{needle!r} not seen; tail {bytes(self.buffer[-200:])!r}")
@@ -133,29 +138,160 @@ async def throughput_ws(term: object, size: int, tag: str) -> float:
     return size / (time.perf_counter() - started)
 
 
+async def throughput_raw(vm: object, size: int, tag: str) -> float:
+    """The libvirt stream alone (vms.hypervisor.console.ConsoleStream, no hub,
+    no websocket), read in this process."""
+    from vms.hypervisor.console import ConsoleStream
+    from vms.hypervisor.host import Host
+
+    loop = asyncio.get_running_loop()
+    buf = bytearray()
+    done = asyncio.Event()
+    needle = f"{tag}-2".encode()
+
+    def on_data(data: bytes) -> None:
+        buf.extend(data)
+        if buf.find(needle, max(0, len(buf) - len(data) - len(needle))) >= 0:
+            done.set()
+
+    host = Host("qemu:///system")
+    stream = ConsoleStream(
+        host,
+        str(vm.domain_uuid),  # type: ignore[attr-defined]
+        SHELL_CONSOLE,
+        loop=loop,
+        on_data=on_data,
+        on_closed=lambda info: None,
+    )
+    await stream.open()
+    try:
+        stream.write(b"\r")
+        await asyncio.sleep(1)
+        started = time.perf_counter()
+        stream.write(bulk_command(size, tag).encode())
+        await asyncio.wait_for(done.wait(), 600)
+        return size / (time.perf_counter() - started)
+    finally:
+        stream.close()
+        host.close()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def websocket_part(url: str, server_pid: int, vm: object, args: argparse.Namespace) -> dict:
+class CpuMeter:
+    """CPU used by each of the processes on the path, over a phase (% of one
+    core): where the two host cores go while the guest streams its output."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        self.stat = host_stat()
+        self.wall = time.monotonic()
+
+    def read(self) -> dict[str, float]:
+        wall = time.monotonic() - self.wall
+        out = {
+            name: 100 * (cpu_seconds(pid) - self.start[name]) / wall
+            for name, pid in self.pids.items()
+        }
+        delta = [now - then for then, now in zip(self.stat, host_stat(), strict=True)]
+        idle = delta[3] + delta[4]  # idle + iowait
+        out["host idle"] = 100 * (os.cpu_count() or 1) * idle / sum(delta)
+        return out
+
+
+def host_stat() -> list[int]:
+    """The host's CPU time counters (the "cpu" line of /proc/stat)."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
+def pid_of(pattern: str) -> int:
+    out = subprocess.run(["pgrep", "-o", "-f", pattern], capture_output=True, text=True)
+    return int(out.stdout.split()[0])
+
+
+async def ws_open(url: str, vm: object, user: object) -> object:
+    from tests.support.console_client import ConsoleClient
+
+    term = await ConsoleClient.open(url, vm, user)  # type: ignore[arg-type]
+    mark = len(term.output)
+    await term.type("\r")
+    await term.wait_for(b"# ", after=mark, timeout=30)
+    return term
+
+
+def virsh_open(domain: str) -> VirshConsole:
+    virsh = VirshConsole(domain)
+    virsh.wait_for(b"Escape character", 0, 30)  # raw mode set; input no longer flushed
+    mark = len(virsh.buffer)
+    for attempt in range(15):
+        virsh.type(b"\r")
+        try:
+            virsh.wait_for(b"# ", mark, 2)
+        except TimeoutError:
+            print(f"virsh console: no prompt yet (try {attempt + 1})")
+            continue
+        return virsh
+    raise TimeoutError(f"virsh console: no prompt; got {bytes(virsh.buffer[-300:])!r}")
+
+
+async def measure(url: str, server_pid: int, vm: object, args: argparse.Namespace) -> dict:
+    """Latency on each path, then bulk output in alternating rounds (websocket,
+    virsh, websocket, ...) so that neither path gets the quieter guest."""
+    from labplatform.accounts.models import User
+
+    alice = await User.objects.aget(username="alice")
+    pids = {
+        "qemu": pid_of(f"qemu-system.*{vm.domain_name}"),  # type: ignore[attr-defined]
+        "libvirtd": pid_of("libvirtd"),
+        "uvicorn": server_pid,
+        "client": os.getpid(),
+    }
+    results: dict = {
+        "rates": {"ws": [], "raw": [], "virsh": []},
+        "cpu": {"ws": [], "raw": [], "virsh": []},
+    }
+
+    term = await ws_open(url, vm, alice)
+    results["ws_latencies"] = await echo_latencies_ws(term, args.keys)
+    await term.close()  # type: ignore[attr-defined]
+    virsh = virsh_open(vm.domain_name)  # type: ignore[attr-defined]
+    results["virsh_latencies"] = echo_latencies_virsh(virsh, args.keys)
+    virsh.close()
+
+    for round_ in range(args.rounds):
+        term = await ws_open(url, vm, alice)
+        meter = CpuMeter(pids)
+        results["rates"]["ws"].append(await throughput_ws(term, args.bytes, f"WS{round_}"))
+        results["cpu"]["ws"].append(meter.read())
+        await term.close()  # type: ignore[attr-defined]
+
+        meter = CpuMeter(pids)
+        results["rates"]["raw"].append(await throughput_raw(vm, args.bytes, f"RAW{round_}"))
+        results["cpu"]["raw"].append(meter.read())
+
+        virsh = virsh_open(vm.domain_name)  # type: ignore[attr-defined]
+        meter = CpuMeter({**pids, "virsh": virsh.proc.pid})
+        results["rates"]["virsh"].append(throughput_virsh(virsh, args.bytes, f"VIRSH{round_}"))
+        results["cpu"]["virsh"].append(meter.read())
+        virsh.close()
+
+    results.update(await idle_viewers(url, server_pid, vm, args.idle))
+    return results
+
+
+async def idle_viewers(url: str, server_pid: int, vm: object, count: int) -> dict:
     from labplatform.accounts.models import User
     from tests.support.console_client import ConsoleClient
     from tests.support.processes import rss_mib
 
-    alice = await User.objects.aget(username="alice")
     teacher = await User.objects.aget(username="teacher")
-    term = await ConsoleClient.open(url, vm, alice)  # type: ignore[arg-type]
-    mark = len(term.output)
-    await term.type("\r")
-    await term.wait_for(b"# ", after=mark, timeout=30)
-    latencies = await echo_latencies_ws(term, args.keys)
-    rate = await throughput_ws(term, args.bytes, "WS")
-    await term.close()
-
     rss_before = rss_mib(server_pid)
     viewers = []
-    for _ in range(args.idle):
+    for _ in range(count):
         viewers.append(await ConsoleClient.open(url, vm, teacher))  # type: ignore[arg-type]
     await asyncio.sleep(5)
     cpu_start, wall_start = cpu_seconds(server_pid), time.monotonic()
@@ -164,19 +300,14 @@ async def websocket_part(url: str, server_pid: int, vm: object, args: argparse.N
     rss_after = rss_mib(server_pid)
     for viewer in viewers:
         await viewer.close()
-    return {
-        "latencies": latencies,
-        "rate": rate,
-        "idle_cpu": cpu,
-        "rss_before": rss_before,
-        "rss_after": rss_after,
-    }
+    return {"idle_cpu": cpu, "rss_before": rss_before, "rss_after": rss_after}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--bytes", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=500)
     args = parser.parse_args()
     configure(WORK)
@@ -195,38 +326,47 @@ def main() -> None:
             vm = start_lab(client)
             wait_for(lifecycle.vm_files(vm).shell_log, f"root@{vm.hostname}".encode())
             vm.refresh_from_db()
-            print(f"guest {vm.hostname} up; platform: websocket")
+            print(f"guest {vm.hostname} up")
             logs = Path("/tmp/kernellab-bench-console-logs")
             logs.mkdir(exist_ok=True)
             with asgi_server_process(logs, **env) as (url, server):
-                ws = asyncio.run(websocket_part(url, server.popen.pid, vm, args))
-            print("baseline: virsh console")
-            virsh = VirshConsole(vm.domain_name)
-            virsh.wait_for(b"Escape character", 0, 30)  # raw mode set; input no longer flushed
-            virsh.type(b"\r")
-            virsh.wait_for(b"# ", 0, 30)
-            base_lat = echo_latencies_virsh(virsh, args.keys)
-            base_rate = throughput_virsh(virsh, args.bytes, "VIRSH")
-            virsh.close()
+                res = asyncio.run(measure(url, server.popen.pid, vm, args))
     finally:
         destroy_all(WORK)
 
     def row(name: str, values: list[float]) -> str:
         return f"{name:<22}{statistics.median(values):>9.2f}{percentile(values, 0.99):>9.2f}"
 
+    ws_lat, base_lat = res["ws_latencies"], res["virsh_latencies"]
     print(f"\nkeystroke echo, ms      {'p50':>7}{'p99':>9}   ({2 * args.keys} keys each)")
     print(row("virsh console (pty)", base_lat))
-    print(row("websocket (browser)", ws["latencies"]))
-    added50 = statistics.median(ws["latencies"]) - statistics.median(base_lat)
-    added99 = percentile(ws["latencies"], 0.99) - percentile(base_lat, 0.99)
+    print(row("websocket (browser)", ws_lat))
+    added50 = statistics.median(ws_lat) - statistics.median(base_lat)
+    added99 = percentile(ws_lat, 0.99) - percentile(base_lat, 0.99)
     print(f"{'added':<22}{added50:>9.2f}{added99:>9.2f}")
-    print(f"\nbulk output ({args.bytes} B)   KB/s")
-    print(f"{'virsh console (pty)':<22}{base_rate / 1000:>9.1f}")
-    print(f"{'websocket (browser)':<22}{ws['rate'] / 1000:>9.1f}")
-    print(f"{'ratio':<22}{ws['rate'] / base_rate:>9.2f}")
+
+    rates = res["rates"]
+    print(f"\nbulk output ({args.bytes} B, {args.rounds} alternating rounds), KB/s: median [each]")
+    for name, key in (
+        ("virsh console (pty)", "virsh"),
+        ("libvirt stream (py)", "raw"),
+        ("websocket (browser)", "ws"),
+    ):
+        each = " ".join(f"{r / 1000:.1f}" for r in rates[key])
+        print(f"{name:<22}{statistics.median(rates[key]) / 1000:>9.1f}   [{each}]")
+    ratio = statistics.median(rates["ws"]) / statistics.median(rates["virsh"])
+    print(f"{'ratio':<22}{ratio:>9.2f}")
+    print("CPU during bulk output, % of one core (median of rounds)")
+    for key in ("virsh", "raw", "ws"):
+        names = res["cpu"][key][0].keys()
+        split = ", ".join(
+            f"{n} {statistics.median(c[n] for c in res['cpu'][key]):.0f}" for n in names
+        )
+        print(f"  {key:<6}{split}")
+
     print(f"\n{args.idle} idle consoles on one web process (30 s)")
-    print(f"{'CPU, % of one core':<22}{100 * ws['idle_cpu']:>9.2f}")
-    print(f"{'RSS before/after MiB':<22}{ws['rss_before']:>9.0f}{ws['rss_after']:>9.0f}")
+    print(f"{'CPU, % of one core':<22}{100 * res['idle_cpu']:>9.2f}")
+    print(f"{'RSS before/after MiB':<22}{res['rss_before']:>9.0f}{res['rss_after']:>9.0f}")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,9 @@ class ConsoleClient:
         returns the seconds waited."""
         start = time.monotonic()
         deadline = start + timeout
-        while needle not in self.output[after:]:
+        scan = after  # only new output is searched: linear in what arrives
+        while self.output.find(needle, scan) < 0:
+            scan = max(after, len(self.output) - len(needle) + 1)
             if self.close_code is not None:
                 raise AssertionError(f"closed ({self.close_code}) before {needle!r}")
             remaining = deadline - time.monotonic()
