@@ -7,10 +7,10 @@
    `virsh console` on a pty (the baseline) and through the websocket (uvicorn
    + ConsoleConsumer + hub, a real client). p50/p99 and the added ms.
 2. Bulk output: N bytes of base64 text (76-character lines, like a build log
-   or `cat /dev/urandom | base64`) timed to the end marker, both paths, in
-   alternating rounds; ratio of the medians, and the CPU each process on the
-   path used meanwhile (the guest's output rate under TCG is bound by host
-   CPU, so what the path costs shows up as throughput).
+   or `cat /dev/urandom | base64`) timed to the end marker, in alternating
+   rounds, through both paths and through the libvirt stream alone (no hub,
+   no websocket: where the relay's cost lies); ratio of the medians, and the
+   CPU of each process on the path and the host's idle time meanwhile.
 3. Idle consoles: N websocket viewers (the cohort's instructor) held open on
    one web process for 30 s: its CPU (% of one core) and memory.
 Uses its own SQLite database and VM folder; leaves nothing behind.
@@ -240,7 +240,8 @@ def virsh_open(domain: str) -> VirshConsole:
 
 async def measure(url: str, server_pid: int, vm: object, args: argparse.Namespace) -> dict:
     """Latency on each path, then bulk output in alternating rounds (websocket,
-    virsh, websocket, ...) so that neither path gets the quieter guest."""
+    libvirt stream alone, virsh, websocket, ...) so that no path gets the
+    quieter guest."""
     from labplatform.accounts.models import User
 
     alice = await User.objects.aget(username="alice")
