@@ -1,6 +1,6 @@
 """The browser console path vs `virsh console` on the same guest, in one run.
 
-    ./kernellab bench console [--keys 200] [--bytes 1000000] [--rounds 3] [--idle 500]
+    ./kernellab bench console [--keys 200] [--bytes 1000000] [--rounds 5] [--idle 500]
 
 1. Keystroke-to-echo latency: one character typed at the shell prompt, timed
    until the guest's echo comes back (then a backspace, also timed); through
@@ -308,7 +308,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--bytes", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--idle", type=int, default=500)
     args = parser.parse_args()
     configure(WORK)
