@@ -147,8 +147,9 @@ async def test_console_end_to_end(
             f"flood: {flooded} B read, RSS {baseline:.0f}->{peak:.0f} MiB, "
             f"Ctrl-C to prompt {ctrl_c_seconds:.2f}s"
         )
-        # The viewer that stopped reading catches up when it reads again
-        # (with what fitted in its bounded queue; the rest is reported skipped).
+        # The viewer that stopped reading catches up when it reads again: its
+        # bounded queue kept the newest output; what it dropped is reported skipped
+        # (regression: it kept the oldest, so a long flood hid the prompt).
         watcher.reading.set()
         await watcher.wait_for(b"after-flood-8", timeout=20)
 

@@ -97,6 +97,42 @@ async def test_a_flood_keeps_memory_bounded_and_fast_viewers_complete() -> None:
         await viewer.stop()
 
 
+async def test_a_stalled_viewer_comes_back_to_the_newest_output() -> None:
+    received: list[bytes | dict[str, Any]] = []
+    gate = asyncio.Event()
+
+    async def send_bytes(data: bytes) -> None:
+        await gate.wait()
+        received.append(data)
+
+    async def send_json(message: dict[str, Any]) -> None:
+        await gate.wait()
+        received.append(message)
+
+    async def close(code: CloseCode) -> None:
+        pass
+
+    viewer = Viewer(read_only=True, send_bytes=send_bytes, send_json=send_json, close=close)
+    viewer.start()
+    for i in range(200):  # 1.5 MB of flood while the viewer does not read
+        viewer.offer(f"[chunk {i}]".encode() + b"flood line\n" * 700)
+        assert viewer.queued_bytes <= VIEWER_QUEUE_BYTES
+    viewer.offer(b"prompt$ ")
+    gate.set()
+    await asyncio.sleep(0.05)
+    # The first frame was already on its way when the viewer stalled; then the
+    # notice of what was dropped, then the newest output, ending with the prompt.
+    skipped = [m for m in received if isinstance(m, dict) and m["type"] == "skipped"]
+    assert len(skipped) == 1
+    assert skipped[0]["bytes"] > 1_000_000
+    after = received[received.index(skipped[0]) + 1 :]
+    newest = b"".join(m for m in after if isinstance(m, bytes))
+    assert b"[chunk 199]" in newest
+    assert b"[chunk 100]" not in newest
+    assert newest.endswith(b"flood line\nprompt$ ")
+    await viewer.stop()
+
+
 async def test_acknowledged_flow_control_limits_bytes_in_flight() -> None:
     sink = Sink()
     viewer = sink.viewer()

@@ -111,11 +111,25 @@ class Viewer:
                 log.debug("console viewer's sender ended with %r", exc)
 
     def offer(self, data: bytes) -> None:
-        if self._queued + len(data) > VIEWER_QUEUE_BYTES:
-            self.skipped += len(data)
-            return
+        """Queue output for this viewer. Past the bound, the *oldest* queued
+        output goes (and is reported skipped when sending resumes): a viewer
+        that stalled comes back to what the guest shows now, not to the
+        start of a flood."""
+        if len(data) > VIEWER_QUEUE_BYTES:
+            self.skipped += len(data) - VIEWER_QUEUE_BYTES
+            data = data[-VIEWER_QUEUE_BYTES:]
         self._queue.append(data)
         self._queued += len(data)
+        while self._queued > VIEWER_QUEUE_BYTES:
+            head = self._queue[0]
+            if isinstance(head, bytes):
+                self.skipped += len(head)
+                self._queued -= len(head)
+            elif isinstance(head, dict) and head.get("type") == "kernel":
+                self._queued -= len(str(head.get("data", ""))) + 64  # also in the kernel log
+            else:
+                break  # "closing" and the close itself stay; nothing is offered after them
+            self._queue.popleft()
         self._wake.set()
 
     def offer_control(self, message: dict[str, Any]) -> None:
