@@ -59,6 +59,11 @@ class _Close:
     code: CloseCode
 
 
+def _control_size(message: dict[str, Any]) -> int:
+    """What a control message counts against a viewer's queue bound."""
+    return len(str(message.get("data", ""))) + 64
+
+
 class Viewer:
     """One websocket's view of a hub: a bounded queue and a sender task.
 
@@ -126,14 +131,14 @@ class Viewer:
                 self.skipped += len(head)
                 self._queued -= len(head)
             elif isinstance(head, dict) and head.get("type") == "kernel":
-                self._queued -= len(str(head.get("data", ""))) + 64  # also in the kernel log
+                self._queued -= _control_size(head)  # kernel text is also in the kernel log
             else:
                 break  # "closing" and the close itself stay; nothing is offered after them
             self._queue.popleft()
         self._wake.set()
 
     def offer_control(self, message: dict[str, Any]) -> None:
-        size = len(str(message.get("data", ""))) + 64
+        size = _control_size(message)
         if self._queued + size > VIEWER_QUEUE_BYTES and message.get("type") == "kernel":
             return  # kernel text is also in the kernel log; never block on it
         self._queue.append(message)
@@ -170,7 +175,7 @@ class Viewer:
                     await self._close(item.code)
                     return
                 if isinstance(item, dict):
-                    self._queued -= len(str(item.get("data", ""))) + 64
+                    self._queued -= _control_size(item)
                     await self._send_json(item)
                     continue
                 # Coalesce queued output into frames of up to FRAME_MAX.
