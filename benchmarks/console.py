@@ -22,16 +22,24 @@ import argparse
 import asyncio
 import os
 import pty
+import re
 import select
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.support import configure, destroy_all, start_lab, wait_for
 from vms.hypervisor.domain import SHELL_CONSOLE
 
 WORK = Path("/var/lib/kernellab/bench-console")
+
+
+@dataclass(frozen=True)
+class Bulk:
+    rate: float  # bytes per second, as the reader saw them
+    guest_seconds: float  # how long the guest took to write them
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -88,8 +96,19 @@ class VirshConsole:
 
 
 def bulk_command(size: int, tag: str) -> str:
-    """About ``size`` bytes of base64 lines, then an end marker."""
-    return f"head -c {size * 3 // 4} /dev/urandom | base64; echo {tag}-$((1+1))\r"
+    """About ``size`` bytes of base64 lines, then an end marker that carries
+    the milliseconds the guest itself took to write them: if the relay slows
+    the guest down, it shows there, not only at the reader."""
+    return (
+        f"S=$(date +%s%N); head -c {size * 3 // 4} /dev/urandom | base64; "
+        f"echo {tag}-$((1+1)) $((($(date +%s%N)-S)/1000000))ms\r"
+    )
+
+
+def guest_seconds(output: bytes, tag: str) -> float:
+    found = re.search(rb"%s-2 (\d+)ms" % tag.encode(), output)
+    assert found, f"no end marker for {tag}"
+    return int(found.group(1)) / 1000
 
 
 def echo_latencies_virsh(console: VirshConsole, keys: int) -> list[float]:
@@ -104,12 +123,14 @@ def echo_latencies_virsh(console: VirshConsole, keys: int) -> list[float]:
     return samples
 
 
-def throughput_virsh(console: VirshConsole, size: int, tag: str) -> float:
+def throughput_virsh(console: VirshConsole, size: int, tag: str) -> Bulk:
     mark = len(console.buffer)
     started = time.perf_counter()
     console.type(bulk_command(size, tag).encode())
-    console.wait_for(f"{tag}-2".encode(), mark, 600)
-    return size / (time.perf_counter() - started)
+    console.wait_for(f"{tag}-2 ".encode(), mark, 600)
+    elapsed = time.perf_counter() - started
+    console.wait_for(b"ms", mark, 10)
+    return Bulk(size / elapsed, guest_seconds(bytes(console.buffer[mark:]), tag))
 
 
 async def echo_latencies_ws(term: object, keys: int) -> list[float]:
@@ -127,18 +148,20 @@ async def echo_latencies_ws(term: object, keys: int) -> list[float]:
     return samples
 
 
-async def throughput_ws(term: object, size: int, tag: str) -> float:
+async def throughput_ws(term: object, size: int, tag: str) -> Bulk:
     from tests.support.console_client import ConsoleClient
 
     assert isinstance(term, ConsoleClient)
     mark = len(term.output)
     started = time.perf_counter()
     await term.type(bulk_command(size, tag))
-    await term.wait_for(f"{tag}-2".encode(), after=mark, timeout=600)
-    return size / (time.perf_counter() - started)
+    await term.wait_for(f"{tag}-2 ".encode(), after=mark, timeout=600)
+    elapsed = time.perf_counter() - started
+    await term.wait_for(b"ms", after=mark, timeout=10)
+    return Bulk(size / elapsed, guest_seconds(bytes(term.output[mark:]), tag))
 
 
-async def throughput_raw(vm: object, size: int, tag: str) -> float:
+async def throughput_raw(vm: object, size: int, tag: str) -> Bulk:
     """The libvirt stream alone (vms.hypervisor.console.ConsoleStream, no hub,
     no websocket), read in this process."""
     from vms.hypervisor.console import ConsoleStream
@@ -147,7 +170,7 @@ async def throughput_raw(vm: object, size: int, tag: str) -> float:
     loop = asyncio.get_running_loop()
     buf = bytearray()
     done = asyncio.Event()
-    needle = f"{tag}-2".encode()
+    needle = f"{tag}-2 ".encode()
 
     def on_data(data: bytes) -> None:
         buf.extend(data)
@@ -165,12 +188,20 @@ async def throughput_raw(vm: object, size: int, tag: str) -> float:
     )
     await stream.open()
     try:
-        stream.write(b"\r")
-        await asyncio.sleep(1)
+        stream.write(ready_command(tag).encode())
+        for _ in range(300):  # as in ws_open: a live console first
+            if f"{tag}-42".encode() in buf:
+                break
+            await asyncio.sleep(0.1)
         started = time.perf_counter()
         stream.write(bulk_command(size, tag).encode())
         await asyncio.wait_for(done.wait(), 600)
-        return size / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        for _ in range(100):
+            if re.search(rb"%s-2 \d+ms" % tag.encode(), buf):
+                break
+            await asyncio.sleep(0.1)
+        return Bulk(size / elapsed, guest_seconds(bytes(buf), tag))
     finally:
         stream.close()
         host.close()
@@ -213,13 +244,20 @@ def pid_of(pattern: str) -> int:
     return int(out.stdout.split()[0])
 
 
-async def ws_open(url: str, vm: object, user: object) -> object:
+def ready_command(tag: str) -> str:
+    """A command whose output (``<tag>-42``) cannot come from the scrollback."""
+    return f"echo {tag}-$((6*7))\r"
+
+
+async def ws_open(url: str, vm: object, user: object, tag: str) -> object:
+    """A websocket console on which the guest has answered a command: qemu
+    notices a new reader of a console pty up to a second late, and the
+    scrollback's old prompts prove nothing, so the clock starts only here."""
     from tests.support.console_client import ConsoleClient
 
     term = await ConsoleClient.open(url, vm, user)  # type: ignore[arg-type]
-    mark = len(term.output)
-    await term.type("\r")
-    await term.wait_for(b"# ", after=mark, timeout=30)
+    await term.type(ready_command(tag))
+    await term.wait_for(f"{tag}-42".encode(), timeout=30)
     return term
 
 
@@ -256,7 +294,9 @@ async def measure(url: str, server_pid: int, vm: object, args: argparse.Namespac
         "cpu": {"ws": [], "raw": [], "virsh": []},
     }
 
-    term = await ws_open(url, vm, alice)
+    opened = time.perf_counter()
+    term = await ws_open(url, vm, alice, "OPEN")
+    results["ws_open_seconds"] = time.perf_counter() - opened
     results["ws_latencies"] = await echo_latencies_ws(term, args.keys)
     await term.close()  # type: ignore[attr-defined]
     virsh = virsh_open(vm.domain_name)  # type: ignore[attr-defined]
@@ -264,7 +304,7 @@ async def measure(url: str, server_pid: int, vm: object, args: argparse.Namespac
     virsh.close()
 
     for round_ in range(args.rounds):
-        term = await ws_open(url, vm, alice)
+        term = await ws_open(url, vm, alice, f"WSREADY{round_}")
         meter = CpuMeter(pids)
         results["rates"]["ws"].append(await throughput_ws(term, args.bytes, f"WS{round_}"))
         results["cpu"]["ws"].append(meter.read())
@@ -345,8 +385,10 @@ def main() -> None:
     added50 = statistics.median(ws_lat) - statistics.median(base_lat)
     added99 = percentile(ws_lat, 0.99) - percentile(base_lat, 0.99)
     print(f"{'added':<22}{added50:>9.2f}{added99:>9.2f}")
+    print(f"websocket opened to a first answer: {res['ws_open_seconds']:.2f} s")
 
-    rates = res["rates"]
+    bulk = res["rates"]
+    rates = {key: [b.rate for b in runs] for key, runs in bulk.items()}
     print(f"\nbulk output ({args.bytes} B, {args.rounds} alternating rounds), KB/s: median [each]")
     for name, key in (
         ("virsh console (pty)", "virsh"),
@@ -355,6 +397,11 @@ def main() -> None:
     ):
         each = " ".join(f"{r / 1000:.1f}" for r in rates[key])
         print(f"{name:<22}{statistics.median(rates[key]) / 1000:>9.1f}   [{each}]")
+    print("guest's own time to write it, s: median [each]")
+    for key in ("virsh", "raw", "ws"):
+        times = [b.guest_seconds for b in bulk[key]]
+        each = " ".join(f"{t:.2f}" for t in times)
+        print(f"  {key:<20}{statistics.median(times):>9.2f}   [{each}]")
     ratio = statistics.median(rates["ws"]) / statistics.median(rates["virsh"])
     print(f"{'ratio':<22}{ratio:>9.2f}")
     print("CPU during bulk output, % of one core (median of rounds)")
