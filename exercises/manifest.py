@@ -161,10 +161,19 @@ CheckId = Annotated[str, Field(pattern=CHECK_ID_PATTERN)]
 
 
 class CheckSpec(_Strict):
+    """One check. ``hidden`` checks run only at Submit, unseen before.
+    ``check_only`` checks run only on Check, in the student's own guest: they
+    judge a state the clean grading guest never has (a module left loaded),
+    so at Submit they would be free points."""
+
     id: CheckId
     title: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
     points: int = Field(gt=0, le=1000)
     hidden: bool = False
+    check_only: bool = False
+
+    def runs_in(self, mode: Mode) -> bool:
+        return not self.check_only if mode == "submit" else not self.hidden
 
 
 class VMSpec(_Strict):
@@ -231,16 +240,29 @@ class ExerciseManifest(_Strict):
             raise PydanticCustomError(
                 "no_visible_check", "at least one check must not be hidden: Check runs only those"
             )
+        if all(check.check_only for check in value):
+            raise PydanticCustomError(
+                "no_submit_check",
+                "at least one check must not be check_only: Submit runs only those",
+            )
+        for check in value:
+            if check.hidden and check.check_only:
+                raise PydanticCustomError(
+                    "hidden_check_only",
+                    "check '{id}' is both hidden (only at Submit) and check_only (never at Submit)",
+                    {"id": check.id},
+                )
         return value
 
     @property
     def total_points(self) -> int:
-        return sum(check.points for check in self.checks)
+        """What a submission is out of: the grade."""
+        return self.max_score("submit")
 
     def checks_for(self, mode: Mode) -> list[CheckSpec]:
         """The checks a run in this mode reports, in manifest order: hidden
-        checks only run at Submit."""
-        return [c for c in self.checks if mode == "submit" or not c.hidden]
+        checks only run at Submit, check_only checks only on Check."""
+        return [c for c in self.checks if c.runs_in(mode)]
 
     def max_score(self, mode: Mode) -> int:
         return sum(check.points for check in self.checks_for(mode))
@@ -642,6 +664,12 @@ class _Inspection:
                     rel,
                     f"fails[{index}]",
                     f'{check_id!r} is hidden and only runs at Submit: add modes = ["submit"]',
+                )
+            elif spec.check_only and "submit" in answer.modes:
+                self.add(
+                    rel,
+                    f"fails[{index}]",
+                    f'{check_id!r} is check_only and never runs at Submit: add modes = ["check"]',
                 )
 
     def collect_payload(self) -> list[BundleEntry]:

@@ -119,10 +119,10 @@ def parse_report(raw: bytes, *, nonce: str, manifest: ExerciseManifest, mode: Mo
             )
         if check.id in by_id:
             raise ReportError(f"The report has check {_quote(check.id)} twice.")
-        if spec.hidden and mode == "check":
-            raise ReportError(
-                f"The report has hidden check {_quote(check.id)}, which only runs at Submit."
-            )
+        if not spec.runs_in(mode):
+            what = "hidden check" if spec.hidden else "check"
+            when = "only runs at Submit" if spec.hidden else "only runs on Check"
+            raise ReportError(f"The report has {what} {_quote(check.id)}, which {when}.")
         if check.points > spec.points:
             raise ReportError(
                 f"The report gives check {_quote(check.id)} {check.points} "

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,14 +83,25 @@ class Check:
 
 @dataclass
 class Report:
+    """``declared``: the checker's CHECKS. ``check_only``: the ids that
+    exercise.toml marks ``check_only = true``; they are not reported at Submit
+    (guard them with ``report.runs(id)``)."""
+
     declared: list[tuple[str, str, int]]
+    check_only: Collection[str] = ()
     checks: dict[str, Check] = field(default_factory=dict)
     _stdout_fd: int = -1
     _emitted: bool = False
 
     def __post_init__(self) -> None:
         for check_id, title, points in self.declared:
+            if mode() == "submit" and check_id in self.check_only:
+                continue
             self.declare(check_id, title, points)
+
+    def runs(self, check_id: str) -> bool:
+        """Whether this run reports ``check_id``."""
+        return check_id in self.checks
 
     def declare(self, check_id: str, title: str, points: int) -> None:
         if check_id not in self.checks:

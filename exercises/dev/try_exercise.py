@@ -159,9 +159,12 @@ def validate_report(report: dict, manifest: dict, mode: str) -> list[str]:
             problems.append(f"check {cid}: passed must be a bool and message non-empty")
         if spec.get("hidden") and mode == "self":
             problems.append(f"hidden check {cid} reported in self mode")
+        if spec.get("check_only") and mode == "submit":
+            problems.append(f"check_only check {cid} reported in submit mode")
     if len(seen) != len(set(seen)):
         problems.append("a check is reported twice")
-    expected = [cid for cid, spec in declared.items() if mode == "submit" or not spec.get("hidden")]
+    skipped = "check_only" if mode == "submit" else "hidden"
+    expected = [cid for cid, spec in declared.items() if not spec.get(skipped)]
     if seen != expected:
         problems.append(f"reported checks {seen} != declared {expected} (order matters)")
     return problems

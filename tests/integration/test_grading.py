@@ -269,7 +269,7 @@ def test_check_and_submit_are_graded_and_submit_resists_cheating(
         submit = graded(world, assignment, AttemptKind.SUBMIT)
         assert submit.status == AttemptStatus.GRADED, submit.reason
         assert submit.passed_all, [(r.check_id, r.message) for r in submit.results.all()]
-        assert submit.score == submit.max_score == 115
+        assert submit.score == submit.max_score == 100
         assert not grading_domains()
         assert not any((vm_dir / "grading").iterdir())
     finally:

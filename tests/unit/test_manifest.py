@@ -87,10 +87,27 @@ def test_a_stored_manifest_validates_again_unchanged() -> None:
 def test_points_and_the_checks_of_each_mode() -> None:
     hello = load_exercise(REAL_CATALOGUE / "hello-module").manifest
     assert hello.grading.output_limit_bytes == 1 << 20  # the default
-    assert hello.total_points == sum(c.points for c in hello.checks)
-    assert "reload_cycles" not in [c.id for c in hello.checks_for("check")]
-    assert [c.id for c in hello.checks_for("submit")] == hello.check_ids()
-    assert hello.max_score("submit") - hello.max_score("check") == 15
+    check_ids = [c.id for c in hello.checks_for("check")]
+    submit_ids = [c.id for c in hello.checks_for("submit")]
+    # The hidden check only at Submit; the one that looks for a module left
+    # loaded only on Check: the clean grading guest never has one.
+    assert "reload_cycles" not in check_ids
+    assert "reload_cycles" in submit_ids
+    assert "not_left_loaded" in check_ids
+    assert "not_left_loaded" not in submit_ids
+    assert set(check_ids) | set(submit_ids) == set(hello.check_ids())
+    # A grade is out of what Submit runs, and every exercise's grade out of 100.
+    for source in load_catalogue():
+        assert source.manifest.total_points == source.manifest.max_score("submit") == 100
+    assert hello.max_score("check") == 100
+
+
+def test_submit_must_run_some_check() -> None:
+    stored = load_exercise(REAL_CATALOGUE / "hello-module").manifest.model_dump(mode="json")
+    for spec in stored["checks"]:
+        spec.update(hidden=False, check_only=True)
+    with pytest.raises(ValueError, match="at least one check must not be check_only"):
+        ExerciseManifest.model_validate(stored)
 
 
 # -- one run reports everything ------------------------------------------------------------
@@ -314,6 +331,21 @@ def symlink(rel: str, target: str) -> Callable[[Path], None]:
             "wrong/left-loaded/expect.toml: fails[0]: 'reload_cycles' is hidden and only runs at "
             "Submit",
             id="wrong-answer-expects-hidden-check-at-check",
+        ),
+        pytest.param(
+            write(
+                "wrong/no-license/expect.toml",
+                'description = "x"\nfails = ["not_left_loaded"]\n',
+            ),
+            "wrong/no-license/expect.toml: fails[0]: 'not_left_loaded' is check_only and never "
+            "runs at Submit",
+            id="wrong-answer-expects-check-only-check-at-submit",
+        ),
+        pytest.param(
+            manifest_edit("hidden = false\ncheck_only = true", "hidden = true\ncheck_only = true"),
+            "exercise.toml: checks: check 'not_left_loaded' is both hidden (only at Submit) "
+            "and check_only (never at Submit)",
+            id="hidden-and-check-only",
         ),
         pytest.param(
             write("wrong/left-loaded/expect.toml", 'fails = ["builds"]\nmodes = ["self"]\n'),

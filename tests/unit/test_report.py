@@ -207,6 +207,28 @@ def test_submit_needs_the_hidden_checks_too() -> None:
     assert "lacks check(s) 'reload'" in reason_for(encode(good("check")), "submit")
 
 
+def test_a_check_only_check_is_reported_on_check_and_never_at_submit() -> None:
+    stored = MANIFEST.model_dump(mode="json")
+    stored["checks"].append(
+        {"id": "unloaded", "title": "Unloaded", "points": 5, "check_only": True}
+    )
+    manifest = ExerciseManifest.model_validate(stored)
+    at_check = [check("builds"), check("loads"), check("unloaded", title="Unloaded", points=5)]
+    at_submit = [check("builds"), check("loads"), check("reload")]
+
+    def run(checks: list[dict[str, Any]], mode: Mode) -> Any:
+        raw = encode(good(checks=checks))
+        return parse_report(raw, nonce=NONCE, manifest=manifest, mode=mode)
+
+    assert [o.check_id for o in run(at_check, "check").checks] == ["builds", "loads", "unloaded"]
+    assert [o.check_id for o in run(at_submit, "submit").checks] == ["builds", "loads", "reload"]
+    assert (manifest.max_score("check"), manifest.max_score("submit")) == (35, 45)
+    with pytest.raises(ReportError, match="check 'unloaded', which only runs on Check"):
+        run([*at_submit, at_check[2]], "submit")
+    with pytest.raises(ReportError, match="lacks check\\(s\\) 'unloaded'"):
+        run(at_check[:2], "check")
+
+
 def test_output_above_the_limit_is_rejected() -> None:
     limit = MANIFEST.grading.output_limit_bytes
     padded = encode(good()).rstrip(b"\n") + b" " * (limit + 1)

@@ -63,7 +63,7 @@ def test_sync_creates_exercises_and_their_first_versions(catalogue: Path) -> Non
     assert (hello.difficulty, hello.get_difficulty_display(), hello.points) == (
         "beginner",
         "Beginner",
-        115,
+        100,
     )
     with tarfile.open(fileobj=io.BytesIO(bytes(hello.versions.get().bundle))) as tar:
         assert "check/kernellab_check.py" in tar.getnames()

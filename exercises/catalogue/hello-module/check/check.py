@@ -21,7 +21,6 @@ from kernellab_check import (
     Kmsg,
     Report,
     loaded_modules,
-    mode,
     module_taint,
     run,
     scratch_dir,
@@ -46,14 +45,16 @@ GPL_COMPATIBLE = {
 }
 
 CHECKS = [
-    ("not_left_loaded", "Your module is unloaded when grading starts", 10),
+    ("not_left_loaded", "Your module was unloaded when you clicked Check", 15),
     ("builds", "Builds from your sources", 20),
     ("loads", "Loads into the running kernel", 10),
     ("init_message", "Logs the greeting when loaded", 15),
     ("exit_message", "Unloads cleanly and logs the farewell", 15),
     ("modinfo", "modinfo shows a GPL-compatible licence and an author", 15),
-    ("license_taint", "Loading it adds no taint beyond out-of-tree/unsigned", 15),
+    ("license_taint", "Loading it adds no taint beyond out-of-tree/unsigned", 10),
 ]
+# Only your own guest can have the module left loaded; Submit grades a clean one.
+CHECK_ONLY = ("not_left_loaded",)
 
 
 @dataclass
@@ -77,8 +78,6 @@ def kernel_build_dir() -> Path:
 
 def check_not_left_loaded() -> str:
     if MODULE not in loaded_modules():
-        if mode() == "submit":
-            return "Grading started in a clean machine with no hello module loaded."
         return "No module called hello was loaded when the check started."
     result = run(["rmmod", MODULE], timeout=30)
     after = (
@@ -247,11 +246,12 @@ def check_license_taint(ctx: Context) -> str:
 
 
 def main() -> None:
-    report = Report(CHECKS)
+    report = Report(CHECKS, check_only=CHECK_ONLY)
     ctx = Context()
     with report, scratch_dir("hello-build-") as build, Kmsg() as kmsg:
         try:
-            report.run("not_left_loaded", check_not_left_loaded)
+            if report.runs("not_left_loaded"):
+                report.run("not_left_loaded", check_not_left_loaded)
             if report.run("builds", check_builds, build, ctx):
                 if report.run("loads", check_loads, kmsg, ctx):
                     report.run("init_message", check_init_message, ctx)

@@ -26,7 +26,7 @@ CHECKS = [
     ("live_swappiness", "vm.swappiness is 10 right now", 10),
     ("live_dirty_ratio", "vm.dirty_ratio is 15 right now", 10),
     ("live_ip_forward", "net.ipv4.ip_forward is 1 right now", 10),
-    ("sysctl_d_file", "A file in /etc/sysctl.d sets all three", 30),
+    ("sysctl_d_file", "A file in /etc/sysctl.d sets all three", 20),
     ("after_reboot", "The values survive a reboot", 40),
 ]
 
