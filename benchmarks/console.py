@@ -101,12 +101,12 @@ def bulk_command(size: int, tag: str) -> str:
     the guest down, it shows there, not only at the reader."""
     return (
         f"S=$(date +%s%N); head -c {size * 3 // 4} /dev/urandom | base64; "
-        f"echo {tag}-$((1+1)) $((($(date +%s%N)-S)/1000000))ms\r"
+        f"echo {tag}-$((1+1)) $((($(date +%s%N)-S)/1000000))ms-$((6*7))\r"
     )
 
 
 def guest_seconds(output: bytes, tag: str) -> float:
-    found = re.search(rb"%s-2 (\d+)ms" % tag.encode(), output)
+    found = re.search(rb"%s-2 (\d+)ms-42" % tag.encode(), output)
     assert found, f"no end marker for {tag}"
     return int(found.group(1)) / 1000
 
@@ -129,7 +129,7 @@ def throughput_virsh(console: VirshConsole, size: int, tag: str) -> Bulk:
     console.type(bulk_command(size, tag).encode())
     console.wait_for(f"{tag}-2 ".encode(), mark, 600)
     elapsed = time.perf_counter() - started
-    console.wait_for(b"ms", mark, 10)
+    console.wait_for(b"ms-42", mark, 10)  # the echoed command line has "ms-$((6*7))"
     return Bulk(size / elapsed, guest_seconds(bytes(console.buffer[mark:]), tag))
 
 
@@ -157,7 +157,7 @@ async def throughput_ws(term: object, size: int, tag: str) -> Bulk:
     await term.type(bulk_command(size, tag))
     await term.wait_for(f"{tag}-2 ".encode(), after=mark, timeout=600)
     elapsed = time.perf_counter() - started
-    await term.wait_for(b"ms", after=mark, timeout=10)
+    await term.wait_for(b"ms-42", after=mark, timeout=10)
     return Bulk(size / elapsed, guest_seconds(bytes(term.output[mark:]), tag))
 
 
@@ -193,12 +193,14 @@ async def throughput_raw(vm: object, size: int, tag: str) -> Bulk:
             if f"{tag}-42".encode() in buf:
                 break
             await asyncio.sleep(0.1)
+        else:
+            raise TimeoutError(f"the console never answered; tail {bytes(buf[-200:])!r}")
         started = time.perf_counter()
         stream.write(bulk_command(size, tag).encode())
         await asyncio.wait_for(done.wait(), 600)
         elapsed = time.perf_counter() - started
         for _ in range(100):
-            if re.search(rb"%s-2 \d+ms" % tag.encode(), buf):
+            if re.search(rb"%s-2 \d+ms-42" % tag.encode(), buf):
                 break
             await asyncio.sleep(0.1)
         return Bulk(size / elapsed, guest_seconds(bytes(buf), tag))
