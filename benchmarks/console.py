@@ -161,6 +161,15 @@ async def throughput_ws(term: object, size: int, tag: str) -> Bulk:
     return Bulk(size / elapsed, guest_seconds(bytes(term.output[mark:]), tag))
 
 
+async def _until_in(buf: bytearray, needle: bytes, seconds: float) -> None:
+    """Poll ``buf`` (filled by a stream callback) until it holds ``needle``."""
+    deadline = time.monotonic() + seconds
+    while needle not in buf:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{needle!r} not seen; tail {bytes(buf[-200:])!r}")
+        await asyncio.sleep(0.1)
+
+
 async def throughput_raw(vm: object, size: int, tag: str) -> Bulk:
     """The libvirt stream alone (vms.hypervisor.console.ConsoleStream, no hub,
     no websocket), read in this process."""
@@ -189,20 +198,12 @@ async def throughput_raw(vm: object, size: int, tag: str) -> Bulk:
     await stream.open()
     try:
         stream.write(ready_command(tag).encode())
-        for _ in range(300):  # as in ws_open: a live console first
-            if f"{tag}-42".encode() in buf:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise TimeoutError(f"the console never answered; tail {bytes(buf[-200:])!r}")
+        await _until_in(buf, f"{tag}-42".encode(), 30)  # as in ws_open: a live console first
         started = time.perf_counter()
         stream.write(bulk_command(size, tag).encode())
-        await asyncio.wait_for(done.wait(), 600)
+        await asyncio.wait_for(done.wait(), 600)  # the timed wait: no polling delay
         elapsed = time.perf_counter() - started
-        for _ in range(100):
-            if re.search(rb"%s-2 \d+ms-42" % tag.encode(), buf):
-                break
-            await asyncio.sleep(0.1)
+        await _until_in(buf, b"ms-42", 10)
         return Bulk(size / elapsed, guest_seconds(bytes(buf), tag))
     finally:
         stream.close()
