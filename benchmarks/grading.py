@@ -51,9 +51,9 @@ def main() -> None:
     configure(WORK)
     from django.test import Client
 
-    from exercises.grading import checker_payload
+    from exercises.grading.bundles import checker_payload, with_nonce
     from exercises.models import Exercise
-    from tests.support.pristine import apply_variant
+    from exercises.trial import apply_variant
     from tests.support.processes import celery_worker
     from vms import lifecycle
     from vms.hypervisor.agent import GuestAgent
@@ -81,17 +81,12 @@ def main() -> None:
             apply_variant(
                 agent, Path(__file__).parents[1] / "exercises/catalogue" / SLUG / "solution"
             )
-            payload = checker_payload(version, submit=False)
+            payload = with_nonce(checker_payload(version, mode="check"), "by-hand")
             script = (
                 'd=$(mktemp -d) && cd "$d" && tar -xzf - && python3 check.py; '
                 'status=$?; rm -rf "$d"; exit $status'
             )
-            env_vars = [
-                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-                "HOME=/root",
-                "KERNELLAB_NONCE=by-hand",
-                "KERNELLAB_MODE=self",
-            ]
+            env_vars = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "KERNELLAB_MODE=check"]
             for run in range(args.runs):
                 started = time.monotonic()
                 result = agent.exec(["sh", "-c", script], stdin=payload, env=env_vars, timeout=300)

@@ -10,7 +10,8 @@ class AttemptRefused(Exception):
     NOT_OPEN = "not_open"  # before the assignment opens
     CLOSED = "closed"  # after its hard close
     ATTEMPT_OPEN = "attempt_open"  # the previous Check or Submit is still being graded
-    NO_VM = "no_vm"  # the student's lab VM is not running
+    NO_VM = "no_vm"  # the student's lab VM is not running (or did not answer)
+    FILES_REFUSED = "files_refused"  # a Submit's files break the exercise's artifact rules
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

@@ -32,10 +32,12 @@ from django.conf import settings
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -56,6 +58,10 @@ CHECK_ID_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 # Artifact paths travel through shell commands and tar in the guest: no
 # spaces, quotes or glob characters.
 GUEST_PATH = re.compile(r"^(?:/[A-Za-z0-9._@+-]+)+$")
+# A file-name pattern of an artifact's include/programs lists.
+GLOB_NAME = re.compile(r"^[A-Za-z0-9._@+*?\[\]-]+$")
+# What one Submit may carry, all artifacts together (uncompressed).
+ARTIFACT_MAX_BYTES = 4 << 20
 # Guest paths a Submit must never try to collect: kernel pseudo file systems.
 PSEUDO_FS_ROOTS = ("/proc", "/sys", "/dev")
 
@@ -182,17 +188,77 @@ class VMSpec(_Strict):
     vcpus: int = Field(ge=1, le=8)
 
 
+def _name_pattern(value: str) -> str:
+    if not value or "/" in value or len(value) > 64 or not GLOB_NAME.match(value):
+        raise PydanticCustomError(
+            "name_pattern",
+            "must be a file-name pattern (letters, digits, . _ @ + - * ? and [ ]), no '/'",
+        )
+    return value
+
+
+NamePattern = Annotated[str, AfterValidator(_name_pattern)]
+SysctlKeyPattern = Annotated[str, Field(pattern=r"^[a-z0-9_*?]+(?:[./][a-z0-9_*?-]+)*$")]
+
+
+class SysctlValidatorSpec(_Strict):
+    """Every line of the *.conf files is a `key = value` assignment of a key
+    matching one of ``keys`` (dotted sysctl names, `*` as a wildcard): a file
+    that sets kernel.modprobe or kernel.core_pattern never reaches the
+    grading guest, whose boot would apply it as root."""
+
+    kind: Literal["sysctl"]
+    keys: list[SysctlKeyPattern] = Field(min_length=1, max_length=64)
+
+
+class BpftraceValidatorSpec(_Strict):
+    """bpftrace scripts that the checker runs as root: no builtin that reads
+    files or runs programs (cat, system...), no --unsafe features."""
+
+    kind: Literal["bpftrace"]
+
+
+ValidatorSpec = Annotated[SysctlValidatorSpec | BpftraceValidatorSpec, Field(discriminator="kind")]
+
+
+class ArtifactSpec(_Strict):
+    """A path Submit collects from the student's guest and grades as data:
+    regular files and folders only, owned by root, mode 0644 (0755 for the
+    names ``programs`` matches, and for folders), capped in size and count,
+    looked at by the ``validator`` before it reaches the grading guest."""
+
+    path: GuestPath
+    # File-name patterns of what is collected below ``path`` (all files by
+    # default): sources, not build products.
+    include: list[NamePattern] = Field(default_factory=lambda: ["*"], min_length=1, max_length=32)
+    programs: list[NamePattern] = Field(default_factory=list, max_length=32)
+    max_bytes: int = Field(default=1 << 20, ge=1, le=ARTIFACT_MAX_BYTES)
+    max_files: int = Field(default=200, ge=1, le=2000)
+    validator: ValidatorSpec | None = None
+
+
+def _artifact_from_path(value: Any) -> Any:
+    """`artifacts = ["/root/hello"]` (the first format, still in stored
+    versions) is `[[grading.artifacts]] path = "/root/hello"`."""
+    if isinstance(value, list):
+        return [{"path": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
 class GradingSpec(_Strict):
     checker_timeout_seconds: int = Field(ge=10, le=1200)
     reboot_before_submit: bool = False
-    artifacts: list[GuestPath] = Field(min_length=1, max_length=32)
+    artifacts: Annotated[
+        list[ArtifactSpec], BeforeValidator(_artifact_from_path), Field(min_length=1, max_length=32)
+    ]
     output_limit_bytes: int = Field(default=1 << 20, ge=4096, le=16 << 20)
 
     @field_validator("artifacts")
     @classmethod
-    def _distinct_artifacts(cls, value: list[str]) -> list[str]:
-        for i, path in enumerate(value):
-            for other in value[:i]:
+    def _distinct_artifacts(cls, value: list[ArtifactSpec]) -> list[ArtifactSpec]:
+        paths = [artifact.path for artifact in value]
+        for i, path in enumerate(paths):
+            for other in paths[:i]:
                 if path == other:
                     raise PydanticCustomError("artifacts", "{path} is listed twice", {"path": path})
                 outer, inner = sorted((path, other), key=len)
@@ -202,7 +268,17 @@ class GradingSpec(_Strict):
                         "{inner} is inside {outer}, which is already collected",
                         {"inner": inner, "outer": outer},
                     )
+        total = sum(artifact.max_bytes for artifact in value)
+        if total > ARTIFACT_MAX_BYTES:
+            raise PydanticCustomError(
+                "artifacts",
+                "the artifacts' max_bytes add up to {total}; at most {cap} can be graded",
+                {"total": total, "cap": ARTIFACT_MAX_BYTES},
+            )
         return value
+
+    def artifact_paths(self) -> list[str]:
+        return [artifact.path for artifact in self.artifacts]
 
 
 class DeadlineSpec(_Strict):
@@ -275,8 +351,24 @@ class WrongAnswer(_Strict):
     """wrong/<name>/expect.toml: a wrong answer and the checks it must fail."""
 
     description: str = Field(min_length=1, max_length=1000, pattern=r"\S")
-    fails: list[CheckId] = Field(min_length=1)
+    fails: list[CheckId] = Field(default_factory=list)
     modes: list[Mode] = Field(default_factory=lambda: list(MODES), min_length=1)
+    # A Submit of this answer is refused before grading (its files break the
+    # exercise's artifact rules), with a message containing this text.
+    refused: str = Field(default="", max_length=200)
+
+    @model_validator(mode="after")
+    def _fails_or_refused(self) -> WrongAnswer:
+        if not self.fails and not self.refused:
+            raise PydanticCustomError(
+                "nothing_expected",
+                "list the checks it must fail (fails), or the refusal it gets (refused)",
+            )
+        if self.refused and self.modes != ["submit"]:
+            raise PydanticCustomError(
+                "refused_mode", 'only a Submit can be refused: set modes = ["submit"]'
+            )
+        return self
 
     @field_validator("fails", "modes")
     @classmethod

@@ -5,6 +5,7 @@ from functools import cached_property
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from exercises.choices import Difficulty
 from exercises.manifest import ExerciseManifest, Mode
@@ -19,6 +20,7 @@ __all__ = [
     "Difficulty",
     "Exercise",
     "ExerciseVersion",
+    "SubmittedFiles",
 ]
 
 
@@ -81,7 +83,9 @@ class ExerciseVersion(models.Model):
 
 
 class AttemptKind(models.TextChoices):
-    SELF_CHECK = "check", "Check"
+    """Check and Submit; the value is also the checker's mode (KERNELLAB_MODE)."""
+
+    CHECK = "check", "Check"
     SUBMIT = "submit", "Submission"
 
 
@@ -103,6 +107,29 @@ def new_nonce() -> str:
     return secrets.token_hex(32)
 
 
+class SubmittedFiles(models.Model):
+    """The files a Submit graded, as collected at the click and cleaned
+    (exercises.artifacts.archive): kept for download, audit and regrades."""
+
+    student = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submitted_files"
+    )
+    exercise = models.ForeignKey(Exercise, on_delete=models.PROTECT, related_name="+")
+    archive = models.BinaryField(help_text="tar.gz: root-owned, fixed modes, declared paths only")
+    sha256 = models.CharField(max_length=64, help_text="of the archive")
+    size = models.PositiveBigIntegerField(help_text="bytes of all files, uncompressed")
+    listing = models.JSONField(default=list, help_text="[{path, size, executable}]")
+    notes = models.JSONField(default=list, help_text="what was left out, and why")
+    collected_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-collected_at", "-id"]
+        verbose_name_plural = "submitted files"
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]} ({len(self.listing)} files)"
+
+
 class Attempt(models.Model):
     """One Check or Submit of a student's work, and its outcome."""
 
@@ -122,6 +149,14 @@ class Attempt(models.Model):
     vm = models.ForeignKey(
         "vms.LabVM", on_delete=models.SET_NULL, null=True, blank=True, related_name="attempts"
     )
+    files = models.ForeignKey(
+        SubmittedFiles,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="attempts",
+        help_text="what a Submit grades (collected at the click)",
+    )
     kind = models.CharField(max_length=8, choices=AttemptKind.choices)
     status = models.CharField(
         max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.QUEUED, db_index=True
@@ -133,7 +168,8 @@ class Attempt(models.Model):
     reason = models.TextField(blank=True, help_text="why the status is not Graded")
     kernel_log = models.TextField(blank=True, help_text="oops/BUG/panic/WARNING lines")
     console_tail = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The click: a Submit's lateness and files are judged as of this moment.
+    created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     is_late = models.BooleanField(default=False)

@@ -15,6 +15,19 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def _files(attempt: Attempt) -> dict[str, Any] | None:
+    files = attempt.files if attempt.files_id is not None else None
+    if files is None:
+        return None
+    return {
+        "url": reverse("attempt_files", args=[attempt.pk]),
+        "sha256": files.sha256,
+        "count": len(files.listing),
+        "size": files.size,
+        "notes": files.notes,
+    }
+
+
 def attempt_payload(attempt: Attempt, **extra: Any) -> dict[str, Any]:
     """Everything the feedback panel shows. Reads ``attempt.results`` (prefetch it)."""
     return {
@@ -46,6 +59,7 @@ def attempt_payload(attempt: Attempt, **extra: Any) -> dict[str, Any]:
         "created_at": _iso(attempt.created_at),
         "started_at": _iso(attempt.started_at),
         "finished_at": _iso(attempt.finished_at),
+        "files": _files(attempt),
         "url": reverse("attempt_detail", args=[attempt.pk]),
         "status_url": reverse("attempt_status", args=[attempt.pk]),
         **extra,

@@ -236,6 +236,14 @@ def clean_message(text: str) -> str:
     return text
 
 
+def clean_text(text: str) -> str:
+    """Free text from a guest (a console tail, a reason quoting stderr) as
+    stored: valid UTF-8, no NUL or other control characters but tab and
+    newline, no direction overrides. Not shortened."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return _UNSAFE_CHARS.sub("", text.replace("\r\n", "\n"))
+
+
 def _quote(text: str, limit: int = 64) -> str:
     """Untrusted text quoted for a reason or warning: short and printable."""
     text = clean_message(text[: limit + 1]).replace("\n", " ")

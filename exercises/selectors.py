@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
-from exercises.models import Attempt, AttemptKind, AttemptStatus, Exercise
+from exercises.models import Attempt, AttemptKind, AttemptStatus, Exercise, SubmittedFiles
 from labplatform.accounts.models import User
 from labplatform.courses.models import Assignment
 from labplatform.courses.selectors import user_teaches_student
@@ -25,7 +25,10 @@ def attempt_get_for_viewer(*, user: User, attempt_id: int) -> Attempt:
     """The attempt, for its student or an instructor of the cohort it was made
     in; Http404 for anyone else (a stranger cannot tell "exists" from "not yours")."""
     attempt = (
-        Attempt.objects.select_related("exercise", "assignment__cohort__course", "student")
+        Attempt.objects.select_related(
+            "exercise", "assignment__cohort__course", "student", "files"
+        )
+        .defer("files__archive")
         .prefetch_related("results")
         .filter(pk=attempt_id)
         .first()
@@ -37,6 +40,13 @@ def attempt_get_for_viewer(*, user: User, attempt_id: int) -> Attempt:
     if user_teaches_student(user=user, student_id=attempt.student_id, cohort_id=_cohort(attempt)):
         return attempt
     raise Http404("No such attempt")
+
+
+def attempt_files(*, attempt: Attempt) -> SubmittedFiles:
+    """The files stored with an attempt the caller may already see; 404 if none."""
+    if attempt.files_id is None:
+        raise Http404("No files were stored with this attempt")
+    return SubmittedFiles.objects.get(pk=attempt.files_id)
 
 
 def _cohort(attempt: Attempt) -> int | None:

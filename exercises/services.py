@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import dateformat, timezone
 
 from exercises import tasks
+from exercises.artifacts.archive import ArtifactsRefused
 from exercises.errors import AttemptRefused
 from exercises.manifest import ExerciseSource
 from exercises.models import (
@@ -31,9 +32,11 @@ from exercises.models import (
     AttemptStatus,
     Exercise,
     ExerciseVersion,
+    SubmittedFiles,
 )
 from labplatform.accounts.models import User
 from labplatform.courses.models import Assignment, AssignmentStatus
+from vms.hypervisor.errors import HypervisorError
 from vms.models import LabVM, VMState
 from vms.selectors import vm_current_for_student
 
@@ -68,24 +71,63 @@ def _when(moment: datetime) -> str:
     return dateformat.format(timezone.localtime(moment), "D j M Y, H:i")
 
 
-@transaction.atomic
 def attempt_start(*, user: User, assignment: Assignment, kind: AttemptKind) -> Attempt:
-    """Queue a Check (kind SELF_CHECK: the checker runs in the student's own
-    VM, advisory) or a Submit (kind SUBMIT: artifacts are collected from that
-    VM and graded in a clean guest; this is what counts) of the student's work.
+    """Queue a Check (kind CHECK: the checker runs in the student's own VM,
+    advisory) or a Submit (kind SUBMIT: what counts) of the student's work.
+
+    A Submit collects the declared files from the student's VM now, before
+    this returns: they are cleaned, checked by the exercise's rules, stored
+    with the attempt, and graded later in a clean guest exactly as they were
+    at the click, however long the queue, whatever the student does next.
+    The click's moment decides lateness.
 
     Raises AttemptRefused, saying why, when the exercise has no version to
     grade with, the assignment is not open (before opens_at or after
-    closes_at), the student's lab VM for the exercise is not running, or their
-    previous attempt at it is still being graded. A Submit after due_at (and
-    before closes_at) is accepted and marked late; a Check is never late,
-    since it counts for nothing. The caller has checked that the assignment
-    is the student's (courses.selectors.assignment_get_for_student).
+    closes_at), the student's lab VM for the exercise is not running, their
+    previous attempt at it is still being graded, or (Submit) their files
+    cannot be graded (too large, refused by the exercise's rules, the VM did
+    not answer). A Submit after due_at (and before closes_at) is accepted and
+    marked late; a Check is never late, since it counts for nothing. The
+    caller has checked that the assignment is the student's
+    (courses.selectors.assignment_get_for_student).
     """
-    # Serialise one student's attempts (a double click, two tabs): the second
-    # waits for the first to commit, then finds its open attempt. On SQLite the
-    # IMMEDIATE transaction already serialises all writers.
-    User.objects.select_for_update().filter(pk=user.pk).first()
+    clicked = timezone.now()
+    files = None
+    if kind == AttemptKind.SUBMIT:
+        with transaction.atomic():
+            version, vm, _late = _admissible(user, assignment, kind, clicked)
+        files = _collect(user=user, vm=vm, version=version, at=clicked)
+    with transaction.atomic():
+        # Serialise one student's attempts (a double click, two tabs): the
+        # second waits for the first to commit, then finds its open attempt.
+        # On SQLite the IMMEDIATE transaction already serialises all writers.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        version, vm, late = _admissible(user, assignment, kind, clicked)
+        if files is not None:
+            files.save()
+        attempt = Attempt(
+            student=user,
+            assignment=assignment,
+            exercise=assignment.exercise,
+            version=version,
+            vm=vm,
+            files=files,
+            kind=kind,
+            created_at=clicked,
+            is_late=late,
+        )
+        attempt.max_score = version.parsed_manifest.max_score(attempt.mode)
+        attempt.save()
+        attempt_id, queue = attempt.pk, vm.host.queue
+        transaction.on_commit(lambda: tasks.grade.apply_async((attempt_id,), queue=queue))
+    return attempt
+
+
+def _admissible(
+    user: User, assignment: Assignment, kind: AttemptKind, now: datetime
+) -> tuple[ExerciseVersion, LabVM, bool]:
+    """The version to grade with, the student's running VM, and whether a
+    Submit now is late; AttemptRefused if an attempt cannot start."""
     exercise = assignment.exercise
     # Not the bundle: the grading task reads it, this only needs the manifest.
     versions = ExerciseVersion.objects.defer("bundle")
@@ -96,7 +138,6 @@ def attempt_start(*, user: User, assignment: Assignment, kind: AttemptKind) -> A
             AttemptRefused.NOT_READY,
             "This exercise cannot be graded right now. Please tell your instructor.",
         )
-    now = timezone.now()
     window = assignment.status(now)
     if window == AssignmentStatus.UPCOMING:
         raise AttemptRefused(
@@ -120,27 +161,40 @@ def attempt_start(*, user: User, assignment: Assignment, kind: AttemptKind) -> A
     vm = vm_current_for_student(user=user, exercise=exercise)
     if vm is None or vm.state != VMState.RUNNING:
         raise AttemptRefused(AttemptRefused.NO_VM, _vm_not_running(vm, kind))
+    late = kind == AttemptKind.SUBMIT and window == AssignmentStatus.LATE
+    return version, vm, late
 
-    attempt = Attempt(
+
+def _collect(*, user: User, vm: LabVM, version: ExerciseVersion, at: datetime) -> SubmittedFiles:
+    """The student's files from their VM, cleaned (not saved yet)."""
+    from exercises.artifacts import collect
+
+    try:
+        clean = collect.collect_from_vm(vm, version.parsed_manifest)
+    except ArtifactsRefused as exc:
+        raise AttemptRefused(AttemptRefused.FILES_REFUSED, exc.message) from exc
+    except HypervisorError as exc:
+        log.warning("collecting files from %s: %s", vm.pk, exc)
+        raise AttemptRefused(
+            AttemptRefused.NO_VM,
+            "Your files could not be collected: your VM did not answer. Try again in a moment.",
+        ) from exc
+    return SubmittedFiles(
         student=user,
-        assignment=assignment,
-        exercise=exercise,
-        version=version,
-        vm=vm,
-        kind=kind,
-        is_late=kind == AttemptKind.SUBMIT and window == AssignmentStatus.LATE,
+        exercise_id=version.exercise_id,
+        archive=clean.data,
+        sha256=clean.sha256,
+        size=clean.size,
+        listing=clean.listing(),
+        notes=list(clean.notes),
+        collected_at=at,
     )
-    attempt.max_score = version.parsed_manifest.max_score(attempt.mode)
-    attempt.save()
-    attempt_id, queue = attempt.pk, vm.host.queue
-    transaction.on_commit(lambda: tasks.grade.apply_async((attempt_id,), queue=queue))
-    return attempt
 
 
 def _vm_not_running(vm: LabVM | None, kind: AttemptKind) -> str:
     needs = (
         "Check runs in your lab VM"
-        if kind == AttemptKind.SELF_CHECK
+        if kind == AttemptKind.CHECK
         else "Submit collects your work from your lab VM"
     )
     if vm is None or vm.state in (VMState.DESTROYED, VMState.DESTROYING, VMState.FAILED):
@@ -152,13 +206,17 @@ def _vm_not_running(vm: LabVM | None, kind: AttemptKind) -> str:
 
 def attempts_reap_stuck(*, now: datetime | None = None) -> list[int]:
     """Fail the attempts whose grading was lost (a worker killed mid-run, a
-    task that never arrived): QUEUED or RUNNING for longer than their
-    checker's timeout plus GRADING_STUCK_GRACE_MINUTES, counted from when they
-    entered that status. They become ERROR, saying to try again, so the
-    student is no longer blocked by an open attempt. Returns their ids.
+    task that never arrived): QUEUED or RUNNING for longer than the longest a
+    healthy grading of theirs can take (a Submit: a cold boot of the clean
+    guest, copying the files in, a reboot if the exercise asks, the checker's
+    time limit, the clean-up) plus GRADING_STUCK_GRACE_MINUTES, counted from
+    when they entered that status. They become ERROR, saying to try again, so
+    the student is no longer blocked by an open attempt. Returns their ids.
 
     Compare-and-set: an attempt that a worker moves on meanwhile is left to it.
     """
+    from exercises.grading.runner import longest_grading_seconds
+
     now = now or timezone.now()
     grace = timedelta(minutes=settings.GRADING_STUCK_GRACE_MINUTES)
     # No limit is shorter than the grace alone, so older rows are the only candidates.
@@ -173,8 +231,8 @@ def attempts_reap_stuck(*, now: datetime | None = None) -> list[int]:
         since = attempt.created_at
         if attempt.status == AttemptStatus.RUNNING and attempt.started_at is not None:
             since = attempt.started_at
-        timeout = attempt.version.parsed_manifest.grading.checker_timeout_seconds
-        if now - since <= timedelta(seconds=timeout) + grace:
+        longest = longest_grading_seconds(attempt.version.parsed_manifest, attempt.mode)
+        if now - since <= timedelta(seconds=longest) + grace:
             continue
         if attempt_transition(
             attempt.pk, AttemptStatus(attempt.status), AttemptStatus.ERROR, reason=STUCK_REASON

@@ -10,7 +10,7 @@ from celery import shared_task
 
 @shared_task(name="exercises.grade", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def grade(attempt_id: int) -> None:
-    from exercises.grading import grade as grade_attempt
+    from exercises.grading.engine import grade as grade_attempt
 
     grade_attempt(attempt_id)
 

@@ -114,7 +114,7 @@ def _attempt_start(request: HttpRequest, slug: str, kind: AttemptKind) -> HttpRe
 @login_required
 @require_POST
 def attempt_check(request: HttpRequest, slug: str) -> HttpResponse:
-    return _attempt_start(request, slug, AttemptKind.SELF_CHECK)
+    return _attempt_start(request, slug, AttemptKind.CHECK)
 
 
 @login_required
@@ -148,3 +148,17 @@ def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
         "exercises/attempt_detail.html",
         {"attempt": attempt, "is_owner": attempt.student_id == user.pk, "counts": _counts(attempt)},
     )
+
+
+@login_required
+@require_GET
+def attempt_files(request: HttpRequest, attempt_id: int) -> HttpResponse:
+    """The files a Submit graded, exactly as stored (a tar.gz): for the
+    student and the cohort's instructors, 404 for anyone else."""
+    attempt = selectors.attempt_get_for_viewer(user=_user(request), attempt_id=attempt_id)
+    files = selectors.attempt_files(attempt=attempt)
+    response = HttpResponse(bytes(files.archive), content_type="application/gzip")
+    name = f"{attempt.exercise.slug}-attempt-{attempt.pk}-{files.sha256[:12]}.tar.gz"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["X-Content-SHA256"] = files.sha256
+    return response

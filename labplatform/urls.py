@@ -19,6 +19,11 @@ urlpatterns = [
     path(
         "exercises/attempts/<int:attempt_id>/", exercise_views.attempt_detail, name="attempt_detail"
     ),
+    path(
+        "exercises/attempts/<int:attempt_id>/files.tar.gz",
+        exercise_views.attempt_files,
+        name="attempt_files",
+    ),
     path("exercises/<slug:slug>/", exercise_views.exercise_detail, name="exercise_detail"),
     path("exercises/<slug:slug>/start", vm_views.lab_start, name="lab_start"),
     path("exercises/<slug:slug>/check", exercise_views.attempt_check, name="attempt_check"),

@@ -196,7 +196,7 @@ def _place_starter(vm: LabVM, guest: Guest) -> None:
     version = vm.exercise.current_version
     if version is None:
         return
-    from exercises.grading import place_starter
+    from exercises.grading.runner import place_starter
 
     _progress(vm, "Copying the starter files")
     place_starter(GuestAgent(guest), version)

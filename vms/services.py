@@ -16,6 +16,7 @@ from labplatform.courses.models import Assignment, AssignmentStatus
 from vms import tasks
 from vms.errors import AssignmentClosed, InvalidState, NoCapacity, QuotaExceeded
 from vms.events import publish_vm_event
+from vms.hypervisor.agent import GuestAgent
 from vms.models import ACTIVE_STATES, Host, LabVM, VMKind, VMState
 
 
@@ -136,3 +137,10 @@ def lab_reset(*, vm: LabVM) -> LabVM:
 def lab_destroy(*, vm: LabVM) -> LabVM:
     destroyable = tuple(s for s in VMState if s not in (VMState.DESTROYING, VMState.DESTROYED))
     return _move(vm, destroyable, VMState.DESTROYING, "destroy", tasks.destroy, "Destroying")
+
+
+def vm_agent(vm: LabVM) -> GuestAgent:
+    """The guest agent of a student's running VM (everything it says is untrusted)."""
+    from vms import lifecycle
+
+    return GuestAgent(lifecycle.hypervisor(vm.host.uri).lookup(vm.domain_name))

@@ -1,8 +1,11 @@
 """Shared helpers for KernelLab checkers (runs inside the guest, stdlib only).
 
-The platform copies this file next to an exercise's check.py in a private
-directory, /run/kernellab-check-<nonce>/, and runs ``python3 check.py`` as
-root with KERNELLAB_NONCE, KERNELLAB_MODE (self|submit) and KERNELLAB_HOME set.
+The platform unpacks a fresh copy of the checker into a private, root-only
+directory (/run/kernellab/check-XXXXXXXXXX, inside a 0700 folder) and runs
+``/usr/bin/python3 -E -s check.py`` as root with KERNELLAB_MODE (check|submit)
+and KERNELLAB_HOME set. The attempt's nonce travels in a file of that
+directory, which this library reads once at import and deletes: it is never
+in an environment, an argv, or a file that a student's process can read.
 The checker must print exactly one JSON object on stdout:
 
     {"nonce": "...", "checks": [{"id", "title", "passed", "points", "message"}]}
@@ -12,6 +15,15 @@ stderr (so nothing a child process or a stray print() writes can corrupt the
 report), every declared check ends up in the report exactly once, an
 exception inside a check fails that check only, and the JSON is written once
 at the end, even after SIGTERM.
+
+The trust boundary (README, "What a grade can be trusted for"): whatever
+comes from the student (a build, a script, a program) runs through
+`run_as_student`: as an unprivileged user that owns nothing (STUDENT_UID), in
+a fresh directory of its own (`student_dir`), with a clean environment, a
+time limit, an output cap and resource limits, and every process of that user
+is killed when the step ends. The checker calls tools by absolute path, and
+counts a kernel message only if the kernel emitted it (`Kmsg` skips records
+that user space wrote to /dev/kmsg).
 
 Typical use::
 
@@ -29,6 +41,7 @@ import importlib.util
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -43,6 +56,34 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 MESSAGE_LIMIT = 2000
+NONCE_FILE = ".kernellab-nonce"
+MODES = ("check", "submit")
+
+# The unprivileged user that student content runs as. It has no passwd entry,
+# owns no file of the image and belongs to no group.
+STUDENT_UID = STUDENT_GID = 64000
+STUDENT_PATH = "/usr/local/bin:/usr/bin:/bin"
+STUDENT_MAX_PROCESSES = 256
+STUDENT_MAX_FILE_BYTES = 256 << 20
+STUDENT_OUTPUT_LIMIT = 1 << 20
+
+
+def _read_nonce() -> str:
+    """The attempt's nonce, from the file the platform put beside the checker;
+    the file is deleted at once, so nothing started later can read it."""
+    path = Path(sys.argv[0]).resolve().parent / NONCE_FILE if sys.argv and sys.argv[0] else None
+    if path is None:
+        return ""
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        return ""
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return value
+
+
+_NONCE = _read_nonce()
 
 
 class Fail(Exception):
@@ -50,13 +91,13 @@ class Fail(Exception):
 
 
 def nonce() -> str:
-    return os.environ.get("KERNELLAB_NONCE", "")
+    return _NONCE
 
 
 def mode() -> str:
-    """'self' (the Check button, in the student's guest) or 'submit' (clean guest)."""
-    value = os.environ.get("KERNELLAB_MODE", "self")
-    return value if value in ("self", "submit") else "self"
+    """'check' (the Check button, in the student's guest) or 'submit' (clean guest)."""
+    value = os.environ.get("KERNELLAB_MODE", "check")
+    return value if value in MODES else "check"
 
 
 def home() -> Path:
@@ -296,6 +337,132 @@ def kill_group(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
         os.killpg(proc.pid, sig)
 
 
+# -- student content, as an unprivileged user -----------------------------------------
+
+
+@contextlib.contextmanager
+def student_dir(prefix: str = "work-") -> Iterator[Path]:
+    """A fresh, empty folder owned by STUDENT_UID (mode 0700) for one step of
+    student content; every process of that user is killed and the folder
+    removed afterwards, whatever happens. It is in /tmp, never inside the
+    checker's own (root-only) directory."""
+    path = Path(tempfile.mkdtemp(prefix=f"kernellab-student-{prefix}", dir="/tmp"))
+    try:
+        os.chown(path, STUDENT_UID, STUDENT_GID)
+        yield path
+    finally:
+        kill_student_processes()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def copy_to_student_dir(source: Path, target: Path) -> Path:
+    """Copy one regular file of the student's into a student_dir, as data:
+    owned by STUDENT_UID, mode 0644 (no exec or set-id bits, whatever it had)."""
+    if source.is_symlink() or not source.is_file():
+        raise Fail(f"{source} is not a regular file.")
+    destination = target / source.name
+    shutil.copyfile(source, destination, follow_symlinks=False)
+    os.chown(destination, STUDENT_UID, STUDENT_GID)
+    os.chmod(destination, 0o644)
+    return destination
+
+
+def _student_limits() -> None:  # runs in the child, after it became STUDENT_UID
+    resource.setrlimit(resource.RLIMIT_NPROC, (STUDENT_MAX_PROCESSES, STUDENT_MAX_PROCESSES))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (STUDENT_MAX_FILE_BYTES, STUDENT_MAX_FILE_BYTES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_as_student(
+    argv: list[str],
+    *,
+    cwd: Path,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    input_text: str | None = None,
+    output_limit: int = STUDENT_OUTPUT_LIMIT,
+) -> Result:
+    """Run student content: as STUDENT_UID with no supplementary groups, in
+    ``cwd`` (a student_dir), with only PATH, HOME, LANG and LC_ALL (plus
+    ``env``) in its environment, resource limits, at most ``output_limit``
+    bytes of stdout and of stderr kept, killed after ``timeout`` seconds.
+    When it returns, no process of that user is left running (a background
+    job cannot change the results after the step)."""
+    clean = {"PATH": STUDENT_PATH, "HOME": str(cwd), "LANG": "C.UTF-8", "LC_ALL": "C"}
+    clean.update(env or {})
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=clean,
+                user=STUDENT_UID,
+                group=STUDENT_GID,
+                extra_groups=[],
+                umask=0o022,
+                stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=_student_limits,
+                close_fds=True,
+            )
+        except OSError as exc:
+            return Result(127, "", f"{argv[0]}: {exc.strerror}")
+        try:
+            if input_text is not None:
+                assert proc.stdin is not None
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.write(input_text.encode())
+                    proc.stdin.close()
+            returncode: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        finally:
+            kill_group(proc)
+            kill_student_processes()
+            proc.wait()
+        return Result(returncode, _capped(out, output_limit), _capped(err, output_limit))
+
+
+def _capped(handle: Any, limit: int) -> str:
+    """The last ``limit`` bytes a student process wrote to ``handle``."""
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - limit))
+    return handle.read(limit).decode("utf-8", errors="replace")
+
+
+def student_processes() -> list[int]:
+    """PIDs of every process whose real, effective or saved uid is STUDENT_UID."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                if str(STUDENT_UID) in line.split()[1:4]:
+                    found.append(int(entry.name))
+                break
+    return found
+
+
+def kill_student_processes() -> None:
+    """SIGKILL every process of STUDENT_UID until none is left (forks included)."""
+    for _ in range(200):
+        pids = student_processes()
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+    raise RuntimeError(f"processes of uid {STUDENT_UID} keep coming back")
+
+
 def tail(text: str, lines: int = 12) -> str:
     kept = [line for line in text.strip().splitlines() if line.strip()]
     return "\n".join(kept[-lines:])
@@ -319,16 +486,32 @@ def scratch_dir(prefix: str = "work-") -> Iterator[Path]:
 class KmsgRecord:
     level: int  # 0 (emerg) .. 7 (debug)
     text: str
+    facility: int = 0  # 0: the kernel itself; user space writing /dev/kmsg gets 1 or more
+
+    @property
+    def from_kernel(self) -> bool:
+        return self.facility == 0
 
 
 class Kmsg:
-    """Read kernel log records logged after this cursor was made (/dev/kmsg)."""
+    """Read kernel log records logged after this cursor was made (/dev/kmsg).
+
+    Only records the kernel emitted are returned: the kernel gives whatever
+    user space writes to /dev/kmsg a non-zero facility (LOG_USER at least),
+    so a line a student's program wrote is never taken for the module's.
+    Call ``drain()`` right before provoking the kernel, so that what
+    ``read()`` returns next was logged by that step and not earlier.
+    """
 
     def __init__(self) -> None:
         self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
         os.lseek(self.fd, 0, os.SEEK_END)
 
-    def read(self) -> list[KmsgRecord]:
+    def drain(self) -> None:
+        """Skip everything logged so far."""
+        self.read(include_user=True)
+
+    def read(self, *, include_user: bool = False) -> list[KmsgRecord]:
         records: list[KmsgRecord] = []
         while True:
             try:
@@ -343,9 +526,11 @@ class Kmsg:
                 break
             header, _, body = raw.decode(errors="replace").partition(";")
             prefix = header.split(",")[0]
-            level = int(prefix) & 7 if prefix.isdigit() else 6
+            value = int(prefix) if prefix.isdigit() else (1 << 3) | 6
             text = body.split("\n")[0]  # continuation lines carry metadata
-            records.append(KmsgRecord(level, text))
+            record = KmsgRecord(value & 7, text, value >> 3)
+            if include_user or record.from_kernel:
+                records.append(record)
         return records
 
     def close(self) -> None:
@@ -366,8 +551,8 @@ KERNEL_TROUBLE = re.compile(
 
 
 def trouble(records: list[KmsgRecord]) -> list[str]:
-    """Kernel warnings, bugs and oopses among these records."""
-    return [r.text for r in records if KERNEL_TROUBLE.search(r.text)]
+    """Kernel warnings, bugs and oopses among these records (the kernel's own)."""
+    return [r.text for r in records if r.from_kernel and KERNEL_TROUBLE.search(r.text)]
 
 
 # -- modules ----------------------------------------------------------------------

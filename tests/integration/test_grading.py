@@ -1,11 +1,14 @@
-"""Grading against real guests: the catalogue's exercises through the
-platform's runner, and Check/Submit end to end with their failure modes."""
+"""Grading against real guests: every variant of the catalogue's exercises
+through the platform's own runner (one test each), and Check/Submit end to
+end with their failure modes and the trust boundary's attacks."""
 
 from __future__ import annotations
 
 import io
+import secrets
+import shutil
 import tarfile
-import tomllib
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,22 +17,17 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from exercises.grading import (
-    checker_payload,
-    collect_artifacts,
-    grade,
-    install_artifacts,
-    place_starter,
-    reboot,
-    run_checker,
-)
-from exercises.manifest import MODES, ExerciseManifest, Mode, load_catalogue
+from exercises.folder import tree_tar
+from exercises.grading.engine import grade
+from exercises.grading.runner import run_checker
+from exercises.manifest import Mode, load_catalogue
 from exercises.models import Attempt, AttemptKind, AttemptStatus, Exercise, ExerciseVersion
 from exercises.services import attempt_start, catalogue_sync
+from exercises.trial import PATH, PristineGuest, apply_variant, try_variant, variant_plan
 from labplatform.courses.services import assignment_set
 from tests.conftest import World
+from tests.integration.conftest import TEST_VM_ROOT
 from tests.integration.test_vm_lifecycle import agent_of, sh
-from tests.support.pristine import PATH, PristineGuest, apply_variant, tree_tar
 from vms import lifecycle, services
 from vms.images import BuiltImage
 from vms.models import LabVM, VMState
@@ -38,6 +36,7 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.django_db]
 
 CATALOGUE = Path(settings.BASE_DIR) / "exercises" / "catalogue"
 SLUGS = ["hello-module", "sysctl-tuning", "bpftrace-syscalls"]
+GuestFor = Callable[[ExerciseVersion], PristineGuest]
 
 
 def synced_version(slug: str) -> ExerciseVersion:
@@ -57,99 +56,60 @@ def tar_of(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def runs(slug: str, manifest: ExerciseManifest) -> list[tuple[str, Mode]]:
-    """What to try: the starter and the solution in both modes; each wrong
-    answer in the modes its expect.toml names, else at Submit if it targets a
-    hidden check (only Submit runs those), else at Check (cheaper)."""
-    plan: list[tuple[str, Mode]] = [(v, m) for v in ("starter", "solution") for m in MODES]
-    wrong = CATALOGUE / slug / "wrong"
-    hidden = {c.id for c in manifest.checks if c.hidden}
-    for folder in sorted(p for p in wrong.iterdir() if p.is_dir()) if wrong.is_dir() else []:
-        expect = tomllib.loads((folder / "expect.toml").read_text())
-        modes = expect.get("modes") or (["submit"] if hidden & set(expect["fails"]) else ["check"])
-        plan += [(f"wrong/{folder.name}", mode) for mode in modes]
-    return plan
+def variant_runs() -> Iterator[Any]:
+    for slug in SLUGS:
+        for variant, mode in variant_plan(CATALOGUE / slug):
+            yield pytest.param(slug, variant, mode, id=f"{slug}:{variant}:{mode}")
 
 
-def expected_failures(slug: str, variant: str) -> list[str] | None:
-    """Checks the variant must fail (None: it must pass all; []: any one)."""
-    if variant == "solution":
-        return None
-    if variant == "starter":
-        return []
-    expect = tomllib.loads((CATALOGUE / slug / variant / "expect.toml").read_text())
-    return list(expect["fails"])
+@pytest.fixture(scope="module")
+def pristine_for(lab_image: BuiltImage) -> Iterator[GuestFor]:
+    """One booted-and-saved guest per VM size, shared by this module's tests;
+    every test restores it, as a fresh lab or a clean grading guest would be."""
+    guests: dict[tuple[int, int], PristineGuest] = {}
+    root = TEST_VM_ROOT / f"pristine-{secrets.token_hex(4)}"
 
+    def get(version: ExerciseVersion) -> PristineGuest:
+        vm = version.parsed_manifest.vm
+        key = (vm.memory_mib, vm.vcpus)
+        if key not in guests:
+            folder = root / f"{vm.memory_mib}-{vm.vcpus}"
+            guests[key] = PristineGuest(folder, lab_image, memory_mib=key[0], vcpus=key[1])
+        return guests[key]
 
-@pytest.mark.parametrize("slug", SLUGS)
-def test_catalogue_exercise_variants(
-    slug: str, lab_image: BuiltImage, vm_dir: Path, no_enqueue: Any
-) -> None:
-    """The reference solution passes every check (hidden ones at Submit), the
-    starter fails, and each wrong answer fails the checks it targets, in a
-    Check on the student's guest and in a Submit on a clean one."""
-    version = synced_version(slug)
-    manifest = version.parsed_manifest
-    guest = PristineGuest(
-        vm_dir / "pristine", lab_image, memory_mib=manifest.vm.memory_mib, vcpus=manifest.vm.vcpus
-    )
-    problems: list[str] = []
     try:
-        for variant, mode in runs(slug, manifest):
-            agent = guest.restore()
-            place_starter(agent, version)
-            if variant != "starter":
-                apply_variant(agent, CATALOGUE / slug / variant)
-            if mode == "submit":
-                artifacts = collect_artifacts(agent, manifest)
-                agent = guest.restore()  # the clean guest
-                install_artifacts(agent, manifest, artifacts)
-                if manifest.grading.reboot_before_submit:
-                    reboot(agent, timeout=240)
-            outcome = run_checker(
-                agent,
-                checker_payload(version, submit=mode == "submit"),
-                nonce=f"{slug}-{mode}-{variant.replace('/', '-')}",
-                mode=mode,
-                manifest=manifest,
-                kernel_log=guest.kernel_log,
-                log_offset=0,  # a restored guest starts a new log
-            )
-            label = f"{variant} ({mode})"
-            if outcome.status != AttemptStatus.GRADED or outcome.report is None:
-                problems.append(f"{label}: {outcome.status} {outcome.reason}")
-                continue
-            failed = [c.check_id for c in outcome.report.checks if not c.passed]
-            reported = [c.check_id for c in outcome.report.checks]
-            assert reported == [c.id for c in manifest.checks_for(mode)], label
-            must_fail = expected_failures(slug, variant)
-            print(f"{slug} {label}: fails {failed}")
-            if must_fail is None and failed:
-                problems.append(f"{label}: the solution fails {failed}")
-            elif variant == "starter" and not failed:
-                problems.append(f"{label}: the starter passes every check")
-            elif must_fail and (missed := sorted(set(must_fail) - set(failed))):
-                problems.append(f"{label}: passes {missed}, which it must fail")
-            # The checker cleaned up after itself.
-            leftover = agent.exec(
-                ["sh", "-c", "ls -d /run/kernellab-check-* 2>/dev/null; true"], timeout=10
-            )
-            assert not leftover.stdout.strip(), f"{label}: {leftover.stdout!r}"
+        yield get
     finally:
-        guest.close()
-    assert not problems, "\n".join(problems)
+        for guest in guests.values():
+            guest.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("slug", "variant", "mode"), list(variant_runs()))
+def test_catalogue_variant(slug: str, variant: str, mode: Mode, pristine_for: GuestFor) -> None:
+    """The reference solution passes every check (hidden ones at Submit), the
+    starter fails, and each wrong answer (attacks included) fails the checks
+    it targets, or is refused at Submit with the message it expects: through
+    the platform's own Check and Submit paths, in real guests, with nothing
+    of the checker or the student left running afterwards."""
+    version = synced_version(slug)
+    trial = try_variant(pristine_for(version), version, CATALOGUE / slug, variant, mode)
+    print(f"{slug} {variant} ({mode}): {trial.summary()}")
+    assert not trial.problems, "\n".join(trial.problems)
 
 
 # -- Check and Submit through the platform --------------------------------------------
 
-# A student's stand-in for python3: whatever it is asked to run, it prints a
-# report in which every check of check.py passes, with the nonce it is given.
+# A student's stand-in for the guest's python3 (they are root in their own
+# guest): whatever it is asked to run, it prints a report in which every
+# check of check.py passes, with the nonce it finds beside it.
 FAKE_PYTHON = r"""#!/bin/sh
 exec /usr/bin/python3.11 - "$@" <<'PY'
 import json, os, re
 text = open("check.py").read() if os.path.exists("check.py") else ""
+nonce = open(".kernellab-nonce").read() if os.path.exists(".kernellab-nonce") else ""
 checks = re.findall(r'\("([a-z_]+)", "([^"]+)", (\d+)\)', text)
-print(json.dumps({"nonce": os.environ.get("KERNELLAB_NONCE", ""), "checks": [
+print(json.dumps({"nonce": nonce, "checks": [
     {"id": i, "title": t, "passed": True, "points": int(p), "message": "ok"}
     for i, t, p in checks]}))
 PY
@@ -231,7 +191,7 @@ def test_check_and_submit_are_graded_and_submit_resists_cheating(
     try:
         # The starter files were placed at start; the starter fails.
         assert sh(vm, "ls /root/hello").split() == ["Makefile", "hello.c"]
-        check = graded(world, assignment, AttemptKind.SELF_CHECK)
+        check = graded(world, assignment, AttemptKind.CHECK)
         assert check.status == AttemptStatus.GRADED, check.reason
         assert not check.passed_all
         results = list(check.results.all())
@@ -251,9 +211,13 @@ def test_check_and_submit_are_graded_and_submit_resists_cheating(
         assert built.exit_code == 0, built.stderr[-2000:]
         assert "hello" in sh(vm, "cut -d' ' -f1 /proc/modules").split()
         fake = FAKE_PYTHON.encode()
-        agent_of(vm).exec(["sh", "-c", "cat > /usr/local/bin/python3"], stdin=fake, timeout=10)
-        sh(vm, "chmod 755 /usr/local/bin/python3; echo '{\"checks\": []}' > /root/report.json")
-        fooled = graded(world, assignment, AttemptKind.SELF_CHECK)
+        agent_of(vm).exec(["sh", "-c", "cat > /usr/local/bin/fakepy"], stdin=fake, timeout=10)
+        sh(
+            vm,
+            "chmod 755 /usr/local/bin/fakepy; ln -sf /usr/local/bin/fakepy /usr/bin/python3; "
+            "echo '{\"checks\": []}' > /root/report.json",
+        )
+        fooled = graded(world, assignment, AttemptKind.CHECK)
         assert fooled.status == AttemptStatus.GRADED, fooled.reason
         assert fooled.passed_all, "the fake interpreter should fool a Check"
         # ...but Submit grades the declared files in a clean guest.
@@ -264,7 +228,7 @@ def test_check_and_submit_are_graded_and_submit_resists_cheating(
         assert not grading_domains()
 
         # The reference solution passes everything at Submit, hidden checks too.
-        sh(vm, "rm /usr/local/bin/python3 /root/report.json")
+        sh(vm, "ln -sf python3.11 /usr/bin/python3; rm /usr/local/bin/fakepy /root/report.json")
         apply_variant(agent_of(vm), CATALOGUE / "hello-module" / "solution")
         submit = graded(world, assignment, AttemptKind.SUBMIT)
         assert submit.status == AttemptStatus.GRADED, submit.reason
@@ -284,7 +248,7 @@ def test_oops_is_reported_and_panic_in_submit_is_a_kernel_crash(
     try:
         # A module that oopses on load: the result fails and carries the oops.
         write_module(vm, "*(volatile int *)0 = 1;")
-        oops = graded(world, assignment, AttemptKind.SELF_CHECK)
+        oops = graded(world, assignment, AttemptKind.CHECK)
         assert oops.status in (AttemptStatus.GRADED, AttemptStatus.CHECKER_ERROR), oops.reason
         assert not oops.passed_all
         console = lifecycle.vm_files(vm).kernel_log.read_text(errors="replace")
@@ -337,7 +301,7 @@ def test_broken_checkers_give_a_checker_error(lab_image: BuiltImage, vm_dir: Pat
             )
             assert outcome.status == AttemptStatus.CHECKER_ERROR, (fault, outcome)
             reasons[fault] = outcome.reason.splitlines()[0]
-            left = agent.exec(["sh", "-c", "ls -d /run/kernellab-check-*; true"], timeout=10)
+            left = agent.exec(["sh", "-c", "ls -A /run/kernellab; true"], timeout=10)
             assert left.stdout == b"", fault
     finally:
         guest.close()

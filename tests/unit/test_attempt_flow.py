@@ -4,7 +4,9 @@ reaper of lost gradings. The grading task itself is captured, not run."""
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -15,17 +17,45 @@ from django.test import Client
 from django.utils import timezone
 
 from exercises import tasks
+from exercises.artifacts.archive import ArtifactsRefused, CleanArchive, sanitize
 from exercises.errors import AttemptRefused
+from exercises.manifest import ArtifactSpec
 from exercises.models import Attempt, AttemptKind, AttemptStatus, CheckResult, ExerciseVersion
 from exercises.selectors import attempt_result_counted
 from exercises.services import STUCK_REASON, attempt_start, attempts_reap_stuck
 from labplatform.accounts.models import User
 from labplatform.courses.models import Assignment
 from tests.conftest import World, client_for, exercise_version_for
+from vms.hypervisor.errors import AgentTimeout
 from vms.models import Host, LabVM, VMState
 
-CHECK, SUBMIT = AttemptKind.SELF_CHECK, AttemptKind.SUBMIT
+CHECK, SUBMIT = AttemptKind.CHECK, AttemptKind.SUBMIT
 PAGE = "/exercises/hello-module/"
+
+
+HELLO_C = b"/* alice's module */\n"
+
+
+def clean_archive(files: dict[str, bytes]) -> CleanArchive:
+    """What the host makes of a guest's tar of these files."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name.lstrip("/"))
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return sanitize(raw.getvalue(), [ArtifactSpec(path="/root/hello")])
+
+
+@pytest.fixture(autouse=True)
+def collected() -> Any:
+    """A Submit collects the student's files from their guest: here, from a
+    stand-in that always has the same hello.c."""
+    with mock.patch(
+        "exercises.artifacts.collect.collect_from_vm",
+        return_value=clean_archive({"/root/hello/hello.c": HELLO_C}),
+    ) as collect:
+        yield collect
 
 
 @pytest.fixture
@@ -306,18 +336,25 @@ def test_a_late_submit_counts_only_without_an_on_time_one(world: World) -> None:
 # -- the reaper --------------------------------------------------------------------
 
 
-def test_reaper_fails_only_attempts_stuck_past_their_checkers_timeout(world: World) -> None:
-    # The fixture's checker times out after 60 s: the limit is 11 minutes.
+def test_reaper_fails_only_attempts_stuck_past_their_longest_grading(world: World) -> None:
+    # The fixture's checker times out after 60 s: a Check's limit is 11.3
+    # minutes; a Submit's adds a cold boot (3 min), copying the files in
+    # (2 min) and the clean-up (1 min): 17.3 minutes.
     assert settings.GRADING_STUCK_GRACE_MINUTES == 10
+    assert settings.VM_BOOT_TIMEOUT_SECONDS == 180
     stuck_queued = make_attempt(world, CHECK, AttemptStatus.QUEUED)
     age(stuck_queued, 12)
     stuck_running = make_attempt(world, SUBMIT, AttemptStatus.RUNNING)
-    age(stuck_running, 30, started_minutes=12)
+    age(stuck_running, 30, started_minutes=18)
     young = make_attempt(world, CHECK, AttemptStatus.QUEUED)
     age(young, 10)
     # Waited long in the queue, but a worker took it recently: still alive.
     running_since_recently = make_attempt(world, SUBMIT, AttemptStatus.RUNNING)
     age(running_since_recently, 30, started_minutes=5)
+    # Past its checker's limit and the grace, but a Submit that booted cold
+    # can still be at work: not lost yet.
+    slow_submit = make_attempt(world, SUBMIT, AttemptStatus.RUNNING)
+    age(slow_submit, 30, started_minutes=14)
     finished = make_attempt(world, SUBMIT, AttemptStatus.GRADED)
     age(finished, 60)
 
@@ -331,6 +368,7 @@ def test_reaper_fails_only_attempts_stuck_past_their_checkers_timeout(world: Wor
     for attempt, status in [
         (young, AttemptStatus.QUEUED),
         (running_since_recently, AttemptStatus.RUNNING),
+        (slow_submit, AttemptStatus.RUNNING),
         (finished, AttemptStatus.GRADED),
     ]:
         attempt.refresh_from_db()
@@ -352,7 +390,7 @@ def test_reaper_allows_a_longer_checker_timeout(world: World) -> None:
 def test_tasks_are_thin_and_scheduled() -> None:
     assert tasks.grade.name == "exercises.grade"
     assert tasks.grade.acks_late
-    with mock.patch("exercises.grading.grade") as grade:
+    with mock.patch("exercises.grading.engine.grade") as grade:
         tasks.grade(42)
     grade.assert_called_once_with(42)
     schedule = settings.CELERY_BEAT_SCHEDULE["reap-attempts"]
@@ -512,6 +550,7 @@ def test_the_status_json(world: World) -> None:
         "created_at": attempt.created_at.isoformat(),
         "started_at": attempt.started_at.isoformat() if attempt.started_at else None,
         "finished_at": attempt.finished_at.isoformat() if attempt.finished_at else None,
+        "files": None,
         "url": f"/exercises/attempts/{attempt.pk}/",
         "status_url": f"/exercises/attempts/{attempt.pk}",
         "counts": True,
@@ -668,3 +707,135 @@ def test_another_students_attempts_are_not_on_the_page(world: World) -> None:
     page = client_for(dave).get(PAGE).content.decode()
     assert f'data-attempt-row="{mine.pk}"' not in page
     assert "No checks yet" in page
+
+
+# -- a Submit's files ----------------------------------------------------------------
+
+
+def test_submit_stores_the_files_collected_at_the_click(
+    world: World, hello: Assignment, django_capture_on_commit_callbacks: Any, collected: Any
+) -> None:
+    vm = make_vm(world.alice, hello)
+    before = timezone.now()
+    attempt = start(world.alice, hello, SUBMIT, django_capture_on_commit_callbacks)
+    collected.assert_called_once()
+    assert collected.call_args.args[0] == vm
+    assert attempt.files is not None
+    stored = attempt.files
+    stored.refresh_from_db()
+    with tarfile.open(fileobj=io.BytesIO(bytes(stored.archive)), mode="r:gz") as tar:
+        member = tar.getmember("root/hello/hello.c")
+        handle = tar.extractfile(member)
+        assert handle is not None
+        assert handle.read() == HELLO_C
+        assert (member.uid, member.mode) == (0, 0o644)
+    assert stored.listing == [
+        {"path": "/root/hello/hello.c", "size": len(HELLO_C), "executable": False}
+    ]
+    assert before <= attempt.created_at <= stored.collected_at + timedelta(seconds=1)
+
+
+def test_a_check_collects_nothing(
+    world: World, hello: Assignment, django_capture_on_commit_callbacks: Any, collected: Any
+) -> None:
+    make_vm(world.alice, hello)
+    attempt = start(world.alice, hello, CHECK, django_capture_on_commit_callbacks)
+    assert attempt.files is None
+    collected.assert_not_called()
+
+
+def test_files_that_break_the_rules_refuse_the_submit_and_create_nothing(
+    world: World, hello: Assignment, collected: Any
+) -> None:
+    make_vm(world.alice, hello)
+    collected.side_effect = ArtifactsRefused("Your /root/hello is 23.0 MiB; the limit is 1.0 MiB.")
+    with pytest.raises(AttemptRefused) as refused:
+        attempt_start(user=world.alice, assignment=hello, kind=SUBMIT)
+    assert refused.value.code == AttemptRefused.FILES_REFUSED
+    assert "the limit is 1.0 MiB" in refused.value.message
+    assert not Attempt.objects.exists()
+
+
+def test_a_vm_that_does_not_answer_refuses_the_submit(
+    world: World, hello: Assignment, collected: Any
+) -> None:
+    make_vm(world.alice, hello)
+    collected.side_effect = AgentTimeout("guest agent: guest-exec timed out")
+    with pytest.raises(AttemptRefused) as refused:
+        attempt_start(user=world.alice, assignment=hello, kind=SUBMIT)
+    assert refused.value.code == AttemptRefused.NO_VM
+    assert "did not answer" in refused.value.message
+    assert not Attempt.objects.exists()
+
+
+def test_a_submit_clicked_before_the_deadline_is_on_time_however_long_collecting_takes(
+    world: World, hello: Assignment, django_capture_on_commit_callbacks: Any, collected: Any
+) -> None:
+    make_vm(world.alice, hello)
+    set_window(hello, opens=-5, due=0, closes=5)
+    hello.due_at = timezone.now() + timedelta(seconds=2)
+    hello.save()
+    archive = collected.return_value
+
+    def slow(*args: object) -> CleanArchive:
+        with mock.patch("django.utils.timezone.now", return_value=hello.due_at + timedelta(1)):
+            return archive
+
+    collected.side_effect = slow
+    attempt = start(world.alice, hello, SUBMIT, django_capture_on_commit_callbacks)
+    assert not attempt.is_late
+    assert attempt.created_at < hello.due_at
+
+
+@pytest.mark.parametrize(
+    ("persona", "status"),
+    [("alice", 200), ("tess", 200), ("bob", 404), ("charlie", 404)],
+)
+def test_stored_files_are_for_their_student_and_the_cohorts_instructors(
+    world: World,
+    hello: Assignment,
+    django_capture_on_commit_callbacks: Any,
+    persona: str,
+    status: int,
+) -> None:
+    make_vm(world.alice, hello)
+    attempt = start(world.alice, hello, SUBMIT, django_capture_on_commit_callbacks)
+    url = f"/exercises/attempts/{attempt.pk}/files.tar.gz"
+    response = client_for(getattr(world, persona)).get(url)
+    assert response.status_code == status
+    if status == 200:
+        assert attempt.files is not None
+        assert response["Content-Type"] == "application/gzip"
+        assert response["X-Content-SHA256"] == attempt.files.sha256
+        assert response.content == bytes(attempt.files.archive)
+    anonymous = Client().get(url)
+    assert anonymous.status_code == 302
+
+
+def test_an_attempt_without_files_has_none_to_download(
+    world: World, hello: Assignment, django_capture_on_commit_callbacks: Any
+) -> None:
+    make_vm(world.alice, hello)
+    attempt = start(world.alice, hello, CHECK, django_capture_on_commit_callbacks)
+    response = client_for(world.alice).get(f"/exercises/attempts/{attempt.pk}/files.tar.gz")
+    assert response.status_code == 404
+
+
+def test_the_attempt_page_lists_the_files_graded_and_what_was_left_out(
+    world: World, hello: Assignment, django_capture_on_commit_callbacks: Any, collected: Any
+) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        info = tarfile.TarInfo("root/hello/hello.c")
+        info.size = len(HELLO_C)
+        tar.addfile(info, io.BytesIO(HELLO_C))
+        link = tarfile.TarInfo("root/hello/hello.h")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
+        tar.addfile(link)
+    collected.return_value = sanitize(raw.getvalue(), [ArtifactSpec(path="/root/hello")])
+    make_vm(world.alice, hello)
+    attempt = start(world.alice, hello, SUBMIT, django_capture_on_commit_callbacks)
+    page = client_for(world.alice).get(f"/exercises/attempts/{attempt.pk}/").content.decode()
+    assert "/root/hello/hello.c" in page
+    assert "Skipped /root/hello/hello.h: a symbolic link" in page
+    assert f"/exercises/attempts/{attempt.pk}/files.tar.gz" in page

@@ -10,7 +10,7 @@ from exercises.services import attempt_transition
 from tests.conftest import World, exercise_version_for
 
 
-def make_attempt(world: World, kind: AttemptKind = AttemptKind.SELF_CHECK) -> Attempt:
+def make_attempt(world: World, kind: AttemptKind = AttemptKind.CHECK) -> Attempt:
     exercise = world.hello.exercise
     version = exercise_version_for(exercise, checks=(("builds", 20, False), ("reload", 5, True)))
     attempt = Attempt(

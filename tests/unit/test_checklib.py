@@ -37,8 +37,8 @@ print("stray output goes to stderr, never into the report")
 def run_checker(tmp_path: Path, mode: str) -> dict[str, object]:
     script = tmp_path / "check.py"
     script.write_text(CHECKER)
-    env = {**os.environ, "PYTHONPATH": str(CHECKLIB), "KERNELLAB_NONCE": "n0nce"}
-    env["KERNELLAB_MODE"] = mode
+    (tmp_path / ".kernellab-nonce").write_text("n0nce")
+    env = {**os.environ, "PYTHONPATH": str(CHECKLIB), "KERNELLAB_MODE": mode}
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, env=env, timeout=30, check=True
     )
@@ -49,7 +49,7 @@ def run_checker(tmp_path: Path, mode: str) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     ("mode", "reported"),
-    [("self", ["unloaded", "builds", "loads"]), ("submit", ["builds", "loads"])],
+    [("check", ["unloaded", "builds", "loads"]), ("submit", ["builds", "loads"])],
 )
 def test_a_check_only_check_is_not_reported_at_submit(
     tmp_path: Path, mode: str, reported: list[str]

@@ -123,8 +123,8 @@ def test_validate_exercises_reports_every_problem_of_every_folder(tmp_path: Path
     edit(copy_exercise(root, "duplicate-id") / "exercise.toml", 'id = "loads"', 'id = "builds"')
     edit(
         copy_exercise(root, "relative-artifact") / "exercise.toml",
-        '["/root/hello"]',
-        '["root/hello"]',
+        'path = "/root/hello"',
+        'path = "root/hello"',
     )
     (copy_exercise(root, "missing-readme") / "README.md").unlink()
     (copy_exercise(root, "missing-checker") / "check" / "check.py").unlink()
@@ -145,7 +145,7 @@ def test_validate_exercises_reports_every_problem_of_every_folder(tmp_path: Path
     line("bad-toml", "exercise.toml", "not valid TOML")
     line("unknown-key", "exercise.toml", "colour: Extra inputs are not permitted")
     line("duplicate-id", "exercise.toml", "checks: check id 'builds' is used twice")
-    line("relative-artifact", "exercise.toml", "grading.artifacts[0]: must be an absolute")
+    line("relative-artifact", "exercise.toml", "grading.artifacts[0].path: must be an absolute")
     line("missing-readme", "README.md", "missing: every exercise needs instructions")
     line("missing-checker", "check/check.py", "missing: every exercise needs a checker")
     line("unknown-expect", "wrong/no-license/expect.toml", "fails[1]: no check 'modinfo_x'")
@@ -213,35 +213,38 @@ def symlink(rel: str, target: str) -> Callable[[Path], None]:
     [
         pytest.param(
             manifest_edit('"/root/hello"', '"/root/../etc"'),
-            "exercise.toml: grading.artifacts[0]: must be normalised "
+            "exercise.toml: grading.artifacts[0].path: must be normalised "
             "(no '.', '..', '//' or trailing '/'): /etc",
             id="artifact-not-normalised",
         ),
         pytest.param(
             manifest_edit('"/root/hello"', '"/root/hello/"'),
-            "exercise.toml: grading.artifacts[0]: must be normalised",
+            "exercise.toml: grading.artifacts[0].path: must be normalised",
             id="artifact-trailing-slash",
         ),
         pytest.param(
             manifest_edit('"/root/hello"', '"/proc/sys"'),
-            "exercise.toml: grading.artifacts[0]: is on a kernel pseudo file system",
+            "exercise.toml: grading.artifacts[0].path: is on a kernel pseudo file system",
             id="artifact-in-proc",
         ),
         pytest.param(
-            manifest_edit('"/root/hello"', '"/root", "/root/hello"'),
+            manifest_edit(
+                'path = "/root/hello"',
+                'path = "/root"\n[[grading.artifacts]]\npath = "/root/hello"',
+            ),
             "exercise.toml: grading.artifacts: /root/hello is inside /root, "
             "which is already collected",
             id="artifact-nested",
         ),
         pytest.param(
             manifest_edit('"/root/hello"', '"/root/my hello"'),
-            "exercise.toml: grading.artifacts[0]: may only use letters, digits and . _ @ + - "
+            "exercise.toml: grading.artifacts[0].path: may only use letters, digits and . _ @ + - "
             "between the slashes",
             id="artifact-with-space",
         ),
         pytest.param(
             manifest_edit('"/root/hello"', '"/"'),
-            "exercise.toml: grading.artifacts[0]: cannot be the whole file system",
+            "exercise.toml: grading.artifacts[0].path: cannot be the whole file system",
             id="artifact-root",
         ),
         pytest.param(

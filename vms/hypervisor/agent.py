@@ -141,7 +141,7 @@ class GuestAgent:
         The guest side is killed by coreutils' `timeout` a little before the host
         gives up, so a runaway program does not outlive the call.
         """
-        guarded = ["timeout", "--kill-after=2", f"{max(1, int(timeout))}", *argv]
+        guarded = ["/usr/bin/timeout", "--kill-after=2", f"{max(1, int(timeout))}", *argv]
         arguments: dict[str, Any] = {
             "path": guarded[0],
             "arg": guarded[1:],
