@@ -21,7 +21,13 @@ def test_worker_runs_a_task_from_redis(transactional_db: None, tmp_path: Path) -
         result = ping.apply_async(args=("hello worker",), queue=queue)
         answer = result.get(timeout=60)
         assert answer["echo"] == "hello worker"
-        assert "succeeded" in worker.output()
+        # The result reaches Redis before the worker logs the task's success:
+        # wait for the line rather than read the log once.
+        worker.wait_until(
+            lambda: f"Task {ping.name}[{result.id}] succeeded" in worker.output(),
+            timeout=30,
+            what="the worker to log the task's success",
+        )
 
 
 def test_celery_is_configured_for_safe_redelivery() -> None:
