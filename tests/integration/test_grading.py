@@ -241,6 +241,38 @@ def test_check_and_submit_are_graded_and_submit_resists_cheating(
         lifecycle.destroy(str(vm.id))
 
 
+def test_submit_grades_the_files_as_they_were_at_the_click(
+    world: World, lab_image: BuiltImage, vm_dir: Path, no_enqueue: Any
+) -> None:
+    """With the worker held, Alice submits the solution just before the
+    deadline, then breaks her files after it: the grade is the one of the
+    files at the click, on time, and those files are what she can download."""
+    vm, assignment = lab_for_hello_module(world)
+    try:
+        apply_variant(agent_of(vm), CATALOGUE / "hello-module" / "solution")
+        assignment.due_at = timezone.now() + timedelta(seconds=30)
+        assignment.save()
+        submit = attempt_start(user=world.alice, assignment=assignment, kind=AttemptKind.SUBMIT)
+        assert not submit.is_late
+        sh(vm, "echo 'this is not C' > /root/hello/hello.c; rm /root/hello/Makefile")
+        assignment.due_at = timezone.now() - timedelta(minutes=1)
+        assignment.save()
+        grade(submit.id)  # the worker runs only now, after the deadline and the edit
+        submit.refresh_from_db()
+        assert submit.status == AttemptStatus.GRADED, submit.reason
+        assert submit.passed_all, [(r.check_id, r.message) for r in submit.results.all()]
+        assert not submit.is_late
+        assert submit.files is not None
+        with tarfile.open(fileobj=io.BytesIO(bytes(submit.files.archive)), mode="r:gz") as tar:
+            handle = tar.extractfile("root/hello/hello.c")
+            assert handle is not None
+            solution = CATALOGUE / "hello-module/solution/files/root/hello/hello.c"
+            assert handle.read() == solution.read_bytes()
+    finally:
+        services.lab_destroy(vm=vm)
+        lifecycle.destroy(str(vm.id))
+
+
 def test_oops_is_reported_and_panic_in_submit_is_a_kernel_crash(
     world: World, lab_image: BuiltImage, vm_dir: Path, no_enqueue: Any
 ) -> None:
