@@ -17,10 +17,13 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from exercises.artifacts.archive import ArtifactsRefused
+from exercises.artifacts.collect import collect_artifacts
+from exercises.artifacts.install import install_artifacts
 from exercises.folder import tree_tar
 from exercises.grading.engine import grade
 from exercises.grading.runner import run_checker
-from exercises.manifest import Mode, load_catalogue
+from exercises.manifest import GradingSpec, Mode, load_catalogue
 from exercises.models import Attempt, AttemptKind, AttemptStatus, Exercise, ExerciseVersion
 from exercises.services import attempt_start, catalogue_sync
 from exercises.trial import PATH, PristineGuest, apply_variant, try_variant, variant_plan
@@ -37,6 +40,7 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.django_db]
 CATALOGUE = Path(settings.BASE_DIR) / "exercises" / "catalogue"
 SLUGS = ["hello-module", "sysctl-tuning", "bpftrace-syscalls"]
 GuestFor = Callable[[ExerciseVersion], PristineGuest]
+GRADING = {"checker_timeout_seconds": 60}
 
 
 def synced_version(slug: str) -> ExerciseVersion:
@@ -341,3 +345,46 @@ def test_broken_checkers_give_a_checker_error(lab_image: BuiltImage, vm_dir: Pat
     assert "did not finish within 10 s" in reasons["sleeps"]
     assert "bytes" in reasons["floods"]
     assert "nonce" in reasons["no-nonce"]
+
+
+def test_artifacts_near_the_cap_travel_whole_and_larger_ones_are_refused_with_sizes(
+    pristine_for: GuestFor,
+) -> None:
+    """A guest-agent reply carries a few MiB at most: files near the 4 MiB cap
+    go in chunks both ways and arrive byte for byte; over the cap, the student
+    reads how large their files are and what the limit is."""
+    version = synced_version("hello-module")
+    spec = {"path": "/root/data", "max_bytes": 4 << 20}
+    grading = version.parsed_manifest.grading.model_copy(
+        update={"artifacts": GradingSpec.model_validate({**GRADING, "artifacts": [spec]}).artifacts}
+    )
+    manifest = version.parsed_manifest.model_copy(update={"grading": grading})
+    guest = pristine_for(version)
+    agent = guest.restore()
+    made = agent.exec(
+        [
+            "/bin/sh",
+            "-c",
+            "mkdir /root/data && head -c 3900000 /dev/urandom > /root/data/blob "
+            "&& sha256sum /root/data/blob",
+        ],
+        timeout=60,
+    )
+    assert made.exit_code == 0, made
+    clean = collect_artifacts(agent, manifest)
+    assert clean.size == 3_900_000
+    agent = guest.restore()
+    install_artifacts(agent, manifest, clean.data)
+    copied = agent.exec(["/usr/bin/sha256sum", "/root/data/blob"], timeout=60)
+    assert copied.stdout.split()[0] == made.stdout.split()[0]
+    mode = agent.exec(["/usr/bin/stat", "-c", "%a %U", "/root/data/blob"], timeout=10)
+    assert mode.stdout.decode().split() == ["644", "root"]
+
+    agent = guest.restore()
+    agent.exec(
+        ["/bin/sh", "-c", "mkdir /root/data && head -c 23000000 /dev/urandom > /root/data/blob"],
+        timeout=60,
+    )
+    with pytest.raises(ArtifactsRefused) as refused:
+        collect_artifacts(agent, manifest)
+    assert "Your files (/root/data) are 21.9 MiB; the limit is 4.0 MiB." in refused.value.message
