@@ -25,9 +25,7 @@ def attempt_get_for_viewer(*, user: User, attempt_id: int) -> Attempt:
     """The attempt, for its student or an instructor of the cohort it was made
     in; Http404 for anyone else (a stranger cannot tell "exists" from "not yours")."""
     attempt = (
-        Attempt.objects.select_related(
-            "exercise", "assignment__cohort__course", "student", "files"
-        )
+        Attempt.objects.select_related("exercise", "assignment__cohort__course", "student", "files")
         .defer("files__archive")
         .prefetch_related("results")
         .filter(pk=attempt_id)
