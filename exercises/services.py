@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import dateformat, timezone
 
 from exercises import tasks
-from exercises.artifacts.archive import ArtifactsRefused
+from exercises.artifacts.archive import ArtifactsRefused, CleanArchive, sanitize
 from exercises.errors import AttemptRefused
 from exercises.manifest import ExerciseSource
 from exercises.models import (
@@ -128,6 +128,18 @@ def _admissible(
 ) -> tuple[ExerciseVersion, LabVM, bool]:
     """The version to grade with, the student's running VM, and whether a
     Submit now is late; AttemptRefused if an attempt cannot start."""
+    version, late = _open_for(user, assignment, kind, now)
+    vm = vm_current_for_student(user=user, exercise=assignment.exercise)
+    if vm is None or vm.state != VMState.RUNNING:
+        raise AttemptRefused(AttemptRefused.NO_VM, _vm_not_running(vm, kind))
+    return version, vm, late
+
+
+def _open_for(
+    user: User, assignment: Assignment, kind: AttemptKind, now: datetime
+) -> tuple[ExerciseVersion, bool]:
+    """The version to grade with and whether a Submit now is late, if the
+    student may start an attempt now whatever their VM; else AttemptRefused."""
     exercise = assignment.exercise
     # Not the bundle: the grading task reads it, this only needs the manifest.
     versions = ExerciseVersion.objects.defer("bundle")
@@ -158,11 +170,8 @@ def _admissible(
             f"Your {pending.get_kind_display().lower()} is still being graded. "
             "Wait for its result, then try again.",
         )
-    vm = vm_current_for_student(user=user, exercise=exercise)
-    if vm is None or vm.state != VMState.RUNNING:
-        raise AttemptRefused(AttemptRefused.NO_VM, _vm_not_running(vm, kind))
     late = kind == AttemptKind.SUBMIT and window == AssignmentStatus.LATE
-    return version, vm, late
+    return version, late
 
 
 def _collect(*, user: User, vm: LabVM, version: ExerciseVersion, at: datetime) -> SubmittedFiles:
@@ -179,6 +188,12 @@ def _collect(*, user: User, vm: LabVM, version: ExerciseVersion, at: datetime) -
             AttemptRefused.NO_VM,
             "Your files could not be collected: your VM did not answer. Try again in a moment.",
         ) from exc
+    return _stored_files(user=user, version=version, clean=clean, at=at)
+
+
+def _stored_files(
+    *, user: User, version: ExerciseVersion, clean: CleanArchive, at: datetime
+) -> SubmittedFiles:
     return SubmittedFiles(
         student=user,
         exercise_id=version.exercise_id,
@@ -189,6 +204,50 @@ def _collect(*, user: User, vm: LabVM, version: ExerciseVersion, at: datetime) -
         notes=list(clean.notes),
         collected_at=at,
     )
+
+
+def attempt_submit_files(*, user: User, assignment: Assignment, raw_archive: bytes) -> Attempt:
+    """Queue a Submit of files uploaded through the API (a tar.gz whose
+    members are the declared artifact paths, e.g. root/hello/hello.c).
+
+    The same trust boundary and the same rules as a Submit collected from the
+    student's VM (attempt_start), except that no lab VM is needed: the upload
+    is read as hostile input by exercises.artifacts.archive.sanitize under the
+    artifact rules of the version that will grade it, stored with the attempt,
+    and graded in a clean guest on a host with free room (vms.services.host_place),
+    whose worker's own host then runs it. Raises AttemptRefused as
+    attempt_start does (FILES_REFUSED with the student-readable reason), or
+    vms.errors.NoCapacity when no host has room.
+    """
+    from vms.services import host_place
+
+    clicked = timezone.now()
+    with transaction.atomic():
+        version, _late = _open_for(user, assignment, AttemptKind.SUBMIT, clicked)
+    try:
+        clean = sanitize(raw_archive, version.parsed_manifest.grading.artifacts)
+    except ArtifactsRefused as exc:
+        raise AttemptRefused(AttemptRefused.FILES_REFUSED, exc.message) from exc
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        version, late = _open_for(user, assignment, AttemptKind.SUBMIT, clicked)
+        files = _stored_files(user=user, version=version, clean=clean, at=clicked)
+        files.save()
+        attempt = Attempt(
+            student=user,
+            assignment=assignment,
+            exercise=assignment.exercise,
+            version=version,
+            files=files,
+            kind=AttemptKind.SUBMIT,
+            created_at=clicked,
+            is_late=late,
+        )
+        attempt.max_score = version.parsed_manifest.max_score(attempt.mode)
+        attempt.save()
+        attempt_id, queue = attempt.pk, host_place().queue
+        transaction.on_commit(lambda: tasks.grade.apply_async((attempt_id,), queue=queue))
+    return attempt
 
 
 def _vm_not_running(vm: LabVM | None, kind: AttemptKind) -> str:

@@ -52,10 +52,12 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "ninja",
     "labplatform.accounts",
     "labplatform.courses",
     "exercises",
     "vms",
+    "labplatform.api",
 ]
 
 MIDDLEWARE = [
@@ -65,6 +67,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "labplatform.api.idempotency.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -204,6 +207,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "reap-vms": {"task": "vms.reap_all", "schedule": 60.0},
     "console-housekeeping": {"task": "vms.console_housekeeping", "schedule": 3600.0},
     "reap-attempts": {"task": "exercises.reap_attempts", "schedule": 5 * 60.0},
+    "purge-idempotency-records": {"task": "api.idempotency_purge", "schedule": 3600.0},
     "clear-expired-sessions": {
         "task": "labplatform.tasks.clear_expired_sessions",
         "schedule": 6 * 3600.0,
@@ -255,6 +259,22 @@ CONSOLE_LINGER_SECONDS = env_int("CONSOLE_LINGER_SECONDS", 15, minimum=0)
 CONSOLE_RECORDING_DIR = env_path("CONSOLE_RECORDING_DIR", DATA_DIR / "recordings")
 CONSOLE_RECORDING_MAX_BYTES = env_int("CONSOLE_RECORDING_MAX_BYTES", 20 * 1024 * 1024, minimum=0)
 CONSOLE_RECORDING_RETENTION_DAYS = env_int("CONSOLE_RECORDING_RETENTION_DAYS", 90, minimum=1)
+
+# --- Pipeline API (/api/v1/) and webhooks ---------------------------------------------
+# Requests per token and period ("120/min", "2000/hour"), counted in the Django
+# cache: with several web processes, give them a shared cache (Redis) so that
+# the limit is per token, not per process.
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")
+# How long a create's Idempotency-Key is remembered.
+API_IDEMPOTENCY_HOURS = env_int("API_IDEMPOTENCY_HOURS", 24, minimum=1)
+# The largest tar.gz a Submit upload may send (the exercise's own caps apply
+# to its files after that).
+API_UPLOAD_MAX_BYTES = env_int("API_UPLOAD_MAX_BYTES", 8 * 1024 * 1024, minimum=1024)
+# A failed webhook delivery is retried after base, 2*base, 4*base... seconds,
+# WEBHOOK_MAX_TRIES tries in all (the default spans about two hours).
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
+WEBHOOK_MAX_TRIES = env_int("WEBHOOK_MAX_TRIES", 8, minimum=1)
+NINJA_PAGINATION_MAX_LIMIT = 100
 
 # --- Security ---------------------------------------------------------------------
 CSRF_FAILURE_VIEW = "labplatform.views.csrf_failure"

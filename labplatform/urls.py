@@ -12,6 +12,7 @@ admin.site.site_title = "KernelLab admin"
 urlpatterns = [
     path("", course_views.dashboard, name="dashboard"),
     path("accounts/", include("labplatform.accounts.urls")),
+    path("", include("labplatform.api.urls")),
     path("courses/<slug:slug>/", course_views.course_detail, name="course_detail"),
     path(
         "exercises/attempts/<int:attempt_id>", exercise_views.attempt_status, name="attempt_status"

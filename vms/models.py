@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 
@@ -160,6 +160,12 @@ class LabVM(models.Model):
             self.state_changed_at = now
             for key, value in fields.items():
                 setattr(self, key, value)
+            from vms.signals import vm_state_changed
+
+            vm_id = self.pk
+            transaction.on_commit(
+                lambda: vm_state_changed.send(sender=LabVM, vm_id=vm_id, state=new)
+            )
         return bool(updated)
 
 

@@ -1,5 +1,8 @@
 """When a worker of a hypervisor host starts, fill that host's warm pool, so
-the first student after a restart does not wait for a cold boot."""
+the first student after a restart does not wait for a cold boot.
+
+Also the signal other apps may listen to (so that vms never imports them):
+``vm_state_changed``."""
 
 from __future__ import annotations
 
@@ -8,8 +11,13 @@ from typing import Any
 
 from celery.signals import worker_ready
 from django.conf import settings
+from django.dispatch import Signal
 
 log = logging.getLogger(__name__)
+
+# Sent after the transaction of a compare-and-set state change (LabVM.transition)
+# has committed, with vm_id=<UUID> and state=<VMState>. Receivers must not raise.
+vm_state_changed = Signal()
 
 
 @worker_ready.connect

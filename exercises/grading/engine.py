@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,9 +17,10 @@ from exercises.grading.runner import Outcome, check_in_guest, submit_in_clean_gu
 from exercises.models import Attempt, AttemptKind, AttemptStatus, CheckResult
 from exercises.report import clean_text
 from exercises.services import attempt_transition
+from exercises.signals import attempt_finished
 from vms import lifecycle
 from vms.hypervisor.errors import HypervisorError
-from vms.models import LabVM, VMState
+from vms.models import Host, LabVM, VMState
 from vms.sandbox import grading_guest
 from vms.services import vm_agent
 
@@ -42,7 +44,13 @@ def _submit(attempt: Attempt) -> Outcome:
     if files is None:
         return Outcome(AttemptStatus.ERROR, reason="No files were collected for this submission.")
     manifest = attempt.version.parsed_manifest
-    host = attempt.vm.host if attempt.vm is not None else None
+    # An upload through the API has no lab VM: it was queued on a host with
+    # room, and this worker serves that host.
+    host = (
+        attempt.vm.host
+        if attempt.vm is not None
+        else Host.objects.filter(name=settings.KERNELLAB_HOST_NAME).first()
+    )
     if host is None:
         return Outcome(AttemptStatus.ERROR, reason="No hypervisor host is known for this grading.")
     with grading_guest(
@@ -99,6 +107,11 @@ def record(attempt: Attempt, outcome: Outcome) -> None:
             kernel_log=clean_text("\n".join(outcome.kernel_lines)),
             console_tail=clean_text(outcome.console_tail),
         )
+        if moved:
+            attempt_id = attempt.id
+            transaction.on_commit(
+                lambda: attempt_finished.send(sender=Attempt, attempt_id=attempt_id)
+            )
         if moved and report is not None:
             CheckResult.objects.bulk_create(
                 CheckResult(
