@@ -12,6 +12,7 @@ class AttemptRefused(Exception):
     ATTEMPT_OPEN = "attempt_open"  # the previous Check or Submit is still being graded
     NO_VM = "no_vm"  # the student's lab VM is not running (or did not answer)
     FILES_REFUSED = "files_refused"  # a Submit's files break the exercise's artifact rules
+    NOT_REGRADABLE = "not_regradable"  # only a Submit with stored files can be graded again
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

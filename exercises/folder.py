@@ -23,7 +23,7 @@ MAX_FILE_BYTES = 2 << 20  # one file
 MAX_FOLDER_BYTES = 16 << 20  # every file of one exercise, solution/ and wrong/ included
 MAX_ENTRIES = 2000  # files, folders and links of one exercise
 # Build products of a local run; never part of an exercise (git ignores them too).
-IGNORED_DIRS = frozenset({"__pycache__"})
+IGNORED_DIRS = frozenset({"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"})
 IGNORED_SUFFIXES = (".pyc",)
 # Names the guest receives unquoted in tar listings and shell scripts.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._@+][A-Za-z0-9._@+-]*$")

@@ -157,6 +157,14 @@ class Attempt(models.Model):
         related_name="attempts",
         help_text="what a Submit grades (collected at the click)",
     )
+    regrade_of = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="regrades",
+        help_text="the Submit whose stored files this attempt grades again",
+    )
     kind = models.CharField(max_length=8, choices=AttemptKind.choices)
     status = models.CharField(
         max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.QUEUED, db_index=True

@@ -40,6 +40,15 @@ def attempt_get_for_viewer(*, user: User, attempt_id: int) -> Attempt:
     raise Http404("No such attempt")
 
 
+def attempt_get_for_instructor(*, user: User, attempt_id: int) -> Attempt:
+    """The attempt, for an instructor of the cohort it was made in (not for
+    its student: a student cannot regrade their own work); Http404 otherwise."""
+    attempt = attempt_get_for_viewer(user=user, attempt_id=attempt_id)
+    if attempt.student_id == user.pk:
+        raise Http404("No such attempt")
+    return attempt
+
+
 def attempt_files(*, attempt: Attempt) -> SubmittedFiles:
     """The files stored with an attempt the caller may already see; 404 if none."""
     if attempt.files_id is None:

@@ -250,6 +250,48 @@ def attempt_submit_files(*, user: User, assignment: Assignment, raw_archive: byt
     return attempt
 
 
+def attempt_regrade(*, attempt: Attempt) -> Attempt:
+    """Grade a Submit's stored files again, with the exercise's current
+    version (after a checker fix): a new attempt beside the old one, whose
+    results stay. It keeps the original click's time and lateness, so the
+    regrade counts where the original counted (the latest graded Submit of
+    that moment). Queued on a host with room; the student's VM is not needed.
+    The caller checked that the user may regrade it
+    (selectors.attempt_get_for_instructor)."""
+    from vms.services import host_place
+
+    if attempt.kind != AttemptKind.SUBMIT or attempt.files_id is None:
+        raise AttemptRefused(
+            AttemptRefused.NOT_REGRADABLE,
+            "Only a Submit with stored files can be graded again.",
+        )
+    exercise = attempt.exercise
+    version_id = exercise.current_version_id
+    versions = ExerciseVersion.objects.defer("bundle")
+    version = versions.filter(pk=version_id).first() if version_id is not None else None
+    if version is None:
+        raise AttemptRefused(
+            AttemptRefused.NOT_READY, "This exercise has no version to grade with right now."
+        )
+    with transaction.atomic():
+        regrade = Attempt(
+            student_id=attempt.student_id,
+            assignment_id=attempt.assignment_id,
+            exercise=exercise,
+            version=version,
+            files_id=attempt.files_id,
+            kind=AttemptKind.SUBMIT,
+            created_at=attempt.created_at,
+            is_late=attempt.is_late,
+            regrade_of=attempt,
+        )
+        regrade.max_score = version.parsed_manifest.max_score("submit")
+        regrade.save()
+        regrade_id, queue = regrade.pk, host_place().queue
+        transaction.on_commit(lambda: tasks.grade.apply_async((regrade_id,), queue=queue))
+    return regrade
+
+
 def _vm_not_running(vm: LabVM | None, kind: AttemptKind) -> str:
     needs = (
         "Check runs in your lab VM"

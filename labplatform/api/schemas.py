@@ -165,6 +165,7 @@ class AttemptOut(Schema):
     finished_at: datetime | None
     results: list[CheckResultOut]
     files: FilesOut | None
+    regrade_of: int | None = Field(description="the Submit this attempt grades again, if any")
 
     @classmethod
     def of(cls, attempt: Attempt) -> AttemptOut:
@@ -196,6 +197,7 @@ class AttemptOut(Schema):
                 count=len(files.listing),
                 notes=[str(n) for n in files.notes],
             ),
+            regrade_of=attempt.regrade_of_id,
         )
 
 

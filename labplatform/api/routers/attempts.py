@@ -10,7 +10,7 @@ from ninja.files import UploadedFile
 from exercises import selectors as exercise_selectors
 from exercises import services as exercise_services
 from exercises.models import Attempt, AttemptKind, AttemptStatus
-from labplatform.api.auth import READ, SUBMIT, user_of
+from labplatform.api.auth import COHORT_ADMIN, READ, SUBMIT, user_of
 from labplatform.api.errors import ApiError
 from labplatform.api.routers.common import (
     CREATE_ERRORS,
@@ -79,6 +79,23 @@ def submission_upload(
         user=user, assignment=assignment, raw_archive=raw
     )
     return Status(202, _reloaded(attempt))
+
+
+@router.post(
+    "/attempts/{attempt_id}/regrade",
+    response={202: AttemptOut, **CREATE_ERRORS},
+    auth=COHORT_ADMIN,
+    openapi_extra=IDEMPOTENT,
+)
+def attempt_regrade(request: HttpRequest, attempt_id: int) -> Status[AttemptOut]:
+    """For the cohort's instructors: grade a Submit's stored files again with
+    the exercise's current checker. The new attempt keeps the original's time
+    and lateness and counts in its place once graded; the old one stays."""
+    attempt = exercise_selectors.attempt_get_for_instructor(
+        user=user_of(request), attempt_id=attempt_id
+    )
+    regrade = exercise_services.attempt_regrade(attempt=attempt)
+    return Status(202, _reloaded(regrade))
 
 
 @router.get("/attempts", response={200: Page[AttemptOut], **ERRORS}, auth=READ)
