@@ -353,6 +353,27 @@ def student_dir(prefix: str = "work-") -> Iterator[Path]:
     finally:
         kill_student_processes()
         shutil.rmtree(path, ignore_errors=True)
+        remove_student_files()
+
+
+# Where an unprivileged process can leave files behind for a later step.
+WORLD_WRITABLE = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+
+
+def remove_student_files() -> None:
+    """Delete whatever STUDENT_UID left in the world-writable folders, so one
+    step of student content cannot leave data for the next."""
+    for top in WORLD_WRITABLE:
+        for folder, dirs, files in os.walk(top, topdown=False):
+            for name in [*files, *dirs]:
+                entry = Path(folder) / name
+                with contextlib.suppress(OSError):
+                    if entry.lstat().st_uid != STUDENT_UID:
+                        continue
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink()
 
 
 def copy_to_student_dir(source: Path, target: Path) -> Path:
