@@ -1,6 +1,8 @@
 """Hidden check of hello-module: three load/unload cycles of the module the
-visible checker built, each logging its greeting and farewell exactly once,
-with no kernel warning, oops or leftover state."""
+visible checker built (its copy in the checker's own root-only folder), each
+logging its greeting and farewell exactly once, at info level, with no
+kernel warning, oops or leftover state. Only records the kernel emitted
+while this check's own insmod or rmmod ran are counted."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ from kernellab_check import Fail, Kmsg, loaded_modules, run, tail, trouble
 MODULE = "hello"
 GREETING = re.compile(r"hello,?\s+kernellab", re.IGNORECASE)
 FAREWELL = re.compile(r"goodbye,?\s+kernellab", re.IGNORECASE)
+INFO_LEVEL = 6
 CYCLES = 3
+INSMOD = "/usr/sbin/insmod"
+RMMOD = "/usr/sbin/rmmod"
 
 CHECKS = [("reload_cycles", "Survives three load/unload cycles without kernel warnings", 15)]
 
@@ -24,13 +29,15 @@ def reload_cycles(ctx) -> str:
         raise Fail("Not checked: the module was still loaded after the visible checks.")
     with Kmsg() as kmsg:
         for cycle in range(1, CYCLES + 1):
-            loaded = run(["insmod", str(ctx.ko)], timeout=60)
+            kmsg.drain()
+            loaded = run([INSMOD, str(ctx.ko)], timeout=60)
+            on_load = kmsg.read()
             if MODULE in loaded_modules():
                 ctx.loaded_by_us = True
-            on_load = kmsg.read()
             if not loaded.ok:
                 raise Fail(f"Load number {cycle} failed: {tail(loaded.output, 2)}")
-            unloaded = run(["rmmod", MODULE], timeout=60)
+            kmsg.drain()
+            unloaded = run([RMMOD, MODULE], timeout=60)
             on_unload = kmsg.read()
             if MODULE not in loaded_modules():
                 ctx.loaded_by_us = False
@@ -39,12 +46,15 @@ def reload_cycles(ctx) -> str:
             problems = trouble(on_load + on_unload)
             if problems:
                 raise Fail(f"Cycle {cycle} produced a kernel warning: {problems[0]}")
-            greetings = sum(1 for r in on_load if GREETING.search(r.text))
-            farewells = sum(1 for r in on_unload if FAREWELL.search(r.text))
+            greetings = sum(1 for r in on_load if r.level == INFO_LEVEL and GREETING.search(r.text))
+            farewells = sum(
+                1 for r in on_unload if r.level == INFO_LEVEL and FAREWELL.search(r.text)
+            )
             if greetings != 1 or farewells != 1:
                 raise Fail(
                     f"Cycle {cycle} logged the greeting {greetings} time(s) and the farewell "
-                    f"{farewells} time(s); each should appear exactly once per load/unload."
+                    f"{farewells} time(s) at info level; each should appear exactly once per "
+                    "load/unload."
                 )
             if Path(f"/sys/module/{MODULE}").exists():
                 raise Fail(f"After unload number {cycle}, /sys/module/hello still exists.")
