@@ -89,6 +89,7 @@ def pristine_for(lab_image: BuiltImage) -> Iterator[GuestFor]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.catalogue
 @pytest.mark.parametrize(("slug", "variant", "mode"), list(variant_runs()))
 def test_catalogue_variant(slug: str, variant: str, mode: Mode, pristine_for: GuestFor) -> None:
     """The reference solution passes every check (hidden ones at Submit), the
