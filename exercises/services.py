@@ -273,6 +273,13 @@ def attempt_regrade(*, attempt: Attempt) -> Attempt:
         raise AttemptRefused(
             AttemptRefused.NOT_READY, "This exercise has no version to grade with right now."
         )
+    # The files were checked under the rules of their own version; the
+    # current one may have stricter ones (a validator added after an attack).
+    stored = SubmittedFiles.objects.get(pk=attempt.files_id)
+    try:
+        sanitize(bytes(stored.archive), version.parsed_manifest.grading.artifacts)
+    except ArtifactsRefused as exc:
+        raise AttemptRefused(AttemptRefused.FILES_REFUSED, exc.message) from exc
     with transaction.atomic():
         regrade = Attempt(
             student_id=attempt.student_id,

@@ -8,12 +8,14 @@ from unittest import mock
 
 import pytest
 
+from exercises.artifacts.archive import sanitize
+from exercises.manifest import ArtifactSpec
 from exercises.models import Attempt, AttemptKind, AttemptStatus
 from exercises.selectors import attempt_result_counted
 from exercises.services import attempt_transition
 from labplatform.api.models import Scope
 from tests.conftest import World, exercise_version_for
-from tests.support.api import alice_lab_and_attempt, api_as
+from tests.support.api import alice_lab_and_attempt, api_as, tar_gz
 
 
 @pytest.fixture
@@ -67,3 +69,29 @@ def test_a_check_cannot_be_regraded(world: World, enqueued: Any) -> None:
     response = api_as(world.tess, Scope.COHORT_ADMIN).post(f"/attempts/{original.pk}/regrade")
     assert response.status_code == 409
     assert response.json()["code"] == "not_regradable"
+
+
+def test_files_the_current_rules_refuse_are_not_regraded(world: World, enqueued: Any) -> None:
+    """Stored under an exercise version without a validator, the files must
+    still pass the current version's before a regrade installs them."""
+    _vm, original = alice_lab_and_attempt(world)
+    exercise_version_for(world.hello.exercise, checks=(("builds", 100, False),))
+    version = world.hello.exercise.versions.order_by("-id").first()
+    assert version is not None
+    manifest = dict(version.manifest)
+    manifest["grading"] = {
+        **manifest["grading"],
+        "artifacts": [{"path": "/root/work", "include": ["*.h"]}],
+    }
+    type(version).objects.filter(pk=version.pk).update(manifest=manifest)
+    files = original.files
+    assert files is not None
+    big = sanitize(
+        tar_gz({"root/work/x.h": b"x" * (2 << 20)}),
+        [ArtifactSpec(path="/root/work", max_bytes=4 << 20)],
+    )
+    type(files).objects.filter(pk=files.pk).update(archive=big.data)
+    response = api_as(world.tess, Scope.COHORT_ADMIN).post(f"/attempts/{original.pk}/regrade")
+    assert response.status_code == 422
+    assert "the limit is 1.0 MiB" in response.json()["detail"]
+    assert Attempt.objects.count() == 1
