@@ -1,9 +1,11 @@
 """sysctl.d files: only the keys the exercise allows.
 
 The grading guest's boot applies these files as root (systemd-sysctl), so a
-key such as kernel.modprobe, kernel.core_pattern (`|/path` runs a program) or
-fs.binfmt_misc.register would make the kernel run a program of the student's
-choosing as root, before the checker. So every key a Submit's *.conf files
+key such as kernel.modprobe, kernel.core_pattern or fs.binfmt_misc.register
+would make the kernel run a program of the student's choosing as root, before
+the checker. Dropping exec bits is not enough: `kernel.core_pattern =
+|/usr/bin/python3 /etc/sysctl.d/x.py` ran a 0644 script as root at the first
+crash in a guest. So every key a Submit's *.conf files
 set must be one the exercise allows, read exactly the way systemd-sysctl 252
 (Debian bookworm) reads it, as measured in a guest:
 
@@ -18,14 +20,17 @@ set must be one the exercise allows, read exactly the way systemd-sysctl 252
   '.' components vanish, so `vm..swappiness` and `/vm/swappiness` both set
   vm.swappiness; names are case-sensitive;
 - '*', '?' and '[...]' make the key a glob over /proc/sys, and then braces
-  expand too (`vm.{a,b}*`).
+  expand too (`vm.{a,b}*`);
+- a UTF-8 byte-order mark is not skipped: it becomes part of the first key,
+  which then names nothing (graded, and failed, rather than refused).
 
 A key passes when every name it can stand for matches one of the allowed
 patterns (fnmatch on the dotted name: the pattern's '*' matches anything,
 dots included). Refused outright: a component that starts with '.' (`..`
 climbs out of the allowed folder; systemd-sysctl 252 refuses to write such a
-path, but nothing here relies on that) and the characters `[ ] { } \\`, which
-no sysctl name has and which would make the glob analysis unsound.
+path, but nothing here relies on that), the characters `[ ] { } \\`, which
+no sysctl name has and which would make the glob analysis unsound, and keys
+longer than 255 characters.
 
 Every file whose name ends in .conf is read (systemd-sysctl reads only those
 directly in the folder and not starting with '.', so this is a superset);
@@ -43,6 +48,7 @@ from exercises.artifacts.files import ArtifactFile
 from exercises.manifest import SysctlValidatorSpec
 
 MAX_REPORTED = 5
+MAX_KEY_LENGTH = 255  # the longest sysctl names are under 100 characters
 # What systemd-sysctl's strstrip() drops around a line, a key and a value.
 BLANKS = " \t\n\r"
 # Within a physical line (split at '\n'), systemd's read_line() also ends a
@@ -50,6 +56,7 @@ BLANKS = " \t\n\r"
 LINE_BREAKS = re.compile(rb"[\r\0]")
 GLOB = frozenset("*?[")
 REFUSED_CHARACTERS = frozenset("[]{}\\")
+BOM = "\xef\xbb\xbf"  # U+FEFF in UTF-8, as latin-1 text: no sysctl name starts with it
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,6 @@ def assignments(data: bytes) -> list[tuple[int, Key]]:
     return found
 
 
-@cache
 def _covers(pattern: str, key: str) -> bool:
     """Whether every name the glob ``key`` ('*' and '?' only) can stand for
     matches ``pattern`` (fnmatch: '*' matches any string, '/' included).
@@ -128,6 +134,8 @@ def _shown(text: str, limit: int = 80) -> str:
 
 def key_problem(key: Key, allowed: Sequence[str]) -> str | None:
     """Why ``key`` may not reach the grading guest, or None."""
+    if len(key.path) > MAX_KEY_LENGTH:
+        return f"sets a key of {len(key.path)} characters, longer than any sysctl name"
     if any(ch in REFUSED_CHARACTERS for ch in key.path):
         return f"sets `{_shown(key.written)}`, and [ ] {{ }} \\ are not accepted in a key"
     if any(part.startswith(".") for part in key.path.split("/")):
@@ -135,8 +143,10 @@ def key_problem(key: Key, allowed: Sequence[str]) -> str | None:
             f"sets `{_shown(key.written)}`, whose path has a part starting with '.' "
             "(such as `..`), which is not accepted in a key"
         )
-    if not key.path:
-        return None  # "= value": systemd-sysctl only warns; graded, not refused
+    if not key.path or key.path.startswith(BOM):
+        # "= value", or a key behind a byte-order mark an editor added (which
+        # systemd-sysctl does not skip): it names nothing, so it only fails.
+        return None
     if any(_covers(pattern, key.path) for pattern in allowed):
         return None
     what = "names keys outside" if key.is_glob else "is not one of"
@@ -155,11 +165,9 @@ def validate(files: Sequence[ArtifactFile], spec: SysctlValidatorSpec) -> list[s
                 problems.append(f"{item.path} line {number} {problem}")
     if not problems:
         return []
+    # Clauses: the platform joins them with "; " into one sentence.
     shown = problems[:MAX_REPORTED]
     if len(problems) > MAX_REPORTED:
         shown.append(f"and {len(problems) - MAX_REPORTED} more such lines")
-    shown.append(
-        f"Your sysctl files may set only these keys: {', '.join(spec.keys)}. "
-        "Remove or fix those lines, then submit again."
-    )
+    shown.append(f"your sysctl files may set only these keys: {', '.join(spec.keys)}")
     return shown

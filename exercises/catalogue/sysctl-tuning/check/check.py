@@ -1,10 +1,13 @@
 """Checker of the sysctl-tuning exercise.
 
-Live values come from /proc/sys. Persistence is judged from the files the
-way systemd-sysctl reads them at boot (sysctl_config.py). At Submit the
-platform has copied /etc/sysctl.d and /etc/sysctl.conf into a clean machine
-and rebooted it before this runs, so the live values there prove that the
-configuration survives a reboot. The checker only reads; it changes nothing.
+Live values come from /proc/sys. Persistence is judged the way Submit will
+judge it: at Submit the platform copies the regular files of /etc/sysctl.d
+(nothing else: no links, no /etc/sysctl.conf) into a clean machine and
+reboots it before this runs, so the live values there prove that the
+configuration survives a reboot. On Check, sysctl_config.py works that boot
+out from the files (which files count, how systemd-sysctl reads them, and
+what the kernel does with settings that change each other), so that Check
+and Submit agree. The checker only reads; it changes nothing.
 """
 
 from __future__ import annotations
@@ -31,10 +34,6 @@ CHECKS = [
 ]
 
 
-def key_of(dotted: str) -> str:
-    return cfg.normalise(dotted)
-
-
 def check_live(dotted: str, wanted: str) -> str:
     value = sysctl_read(dotted)
     if value is None:
@@ -47,113 +46,122 @@ def check_live(dotted: str, wanted: str) -> str:
     return f"{dotted} is {wanted} in the running kernel."
 
 
-def misspelt_keys(files: list[Path]) -> list[str]:
-    notes = []
-    for path in files:
-        for item in cfg.parse_file(path).assignments:
-            if not cfg.key_exists(item.key) and not any(c in item.key for c in "*?["):
-                notes.append(
-                    f"{path} line {item.line} sets `{item.dotted}`, which does not exist"
-                    + cfg.suggestion(item.key)
-                )
-    return notes
+def wrong_values(outcome: cfg.Boot) -> list[str]:
+    """Sentences for the knobs ``outcome`` does not leave at their value."""
+    wrong = []
+    for _check_id, dotted, wanted, _what in KNOBS:
+        if outcome.change(dotted) is None or outcome.value(dotted) != int(wanted):
+            wrong.append(outcome.explain(dotted))
+    return wrong
+
+
+def notes_for(files: list[Path], outcome: cfg.Boot) -> list[str]:
+    """Why the files may not do what their author meant."""
+    keys = [dotted for _c, dotted, _w, _x in KNOBS]
+    return (
+        cfg.misspelt(files)
+        + outcome.problems
+        + cfg.not_counted()
+        + cfg.elsewhere([*keys, "net.ipv4.conf.all.forwarding"])
+    )
+
+
+def with_notes(text: str, notes: list[str], limit: int = 4) -> str:
+    if not notes:
+        return text
+    more = f" (and {len(notes) - limit} more)" if len(notes) > limit else ""
+    return f"{text} Note: {'; '.join(notes[:limit])}{more}."
 
 
 def check_sysctl_d_file() -> str:
     mine = cfg.student_files()
-    named = [p for p in mine if p.name.endswith(".conf")]
-    ignored = [p.name for p in mine if not p.name.endswith(".conf")]
-    hint = (
-        f" Note: {', '.join(ignored)} is ignored at boot because only *.conf files are read."
-        if ignored
-        else ""
+    if not mine:
+        raise Fail(
+            with_notes(
+                "There is no file of yours in /etc/sysctl.d ending in .conf, so nothing there "
+                "makes your values permanent. (/etc/sysctl.conf is the old place; this exercise "
+                "asks for a file of its own in /etc/sysctl.d.)",
+                cfg.not_counted() + cfg.elsewhere([d for _c, d, _w, _x in KNOBS]),
+            )
+        )
+    outcome = cfg.boot(mine)
+    wrong = wrong_values(outcome)
+    names = ", ".join(p.name for p in mine)
+    if wrong:
+        raise Fail(
+            with_notes(
+                f"Your file(s) in /etc/sysctl.d ({names}), applied the way a boot applies "
+                f"them: {'; '.join(wrong)}.",
+                notes_for(mine, outcome),
+            )
+        )
+    refusals = cfg.submit_refusals()
+    if refusals:
+        raise Fail(
+            f"Your file(s) set all three, but Submit would refuse your /etc/sysctl.d: "
+            f"{'; '.join(refusals[:4])}."
+        )
+    deciders = sorted({outcome.change(d).by.path.name for _c, d, _w, _x in KNOBS})
+    return with_notes(
+        f"/etc/sysctl.d/{', '.join(deciders)} sets all three values.", cfg.not_counted()
     )
-    if not named:
-        raise Fail(
-            "There is no file of yours in /etc/sysctl.d ending in .conf, so nothing there makes "
-            "your values permanent. (/etc/sysctl.conf is the old place; this exercise asks for a "
-            "file of its own in /etc/sysctl.d.)" + hint
-        )
-    winners, problems = cfg.effective(named)
-    missing = []
-    for _check_id, dotted, wanted, _what in KNOBS:
-        item = winners.get(key_of(dotted))
-        if item is None:
-            missing.append(f"{dotted} is not set")
-        elif item.value != wanted:
-            missing.append(f"{dotted} is set to {item.value} ({item.path.name} line {item.line})")
-    if missing:
-        notes = misspelt_keys(named) + problems
-        raise Fail(
-            f"Your file(s) in /etc/sysctl.d ({', '.join(p.name for p in named)}): "
-            + "; ".join(missing)
-            + "."
-            + (" " + "; ".join(notes[:3]) + "." if notes else "")
-            + hint
-        )
-    sources = sorted({winners[key_of(d)].path.name for _c, d, _w, _x in KNOBS})
-    return f"/etc/sysctl.d/{', '.join(sources)} sets all three values.{hint}"
-
-
-def boot_outcome() -> tuple[dict[str, str], list[str], list[Path]]:
-    """What a boot would leave each knob at, according to the files: value per
-    key (None when no file sets it), problems, and the files that decided."""
-    winners, problems = cfg.effective(cfg.boot_files())
-    values, deciders = {}, []
-    for _check_id, dotted, _wanted, _what in KNOBS:
-        item = winners.get(key_of(dotted))
-        values[dotted] = item.value if item else None
-        if item:
-            deciders.append(item.path)
-    return values, problems, deciders
 
 
 def uptime_seconds() -> float:
     return float(Path("/proc/uptime").read_text().split()[0])
 
 
-def explain_boot_values(values: dict) -> str:
-    wrong = []
-    for _check_id, dotted, wanted, _what in KNOBS:
-        if values[dotted] is None:
-            wrong.append(f"no file sets {dotted} (so it stays at its default)")
-        elif values[dotted] != wanted:
-            wrong.append(f"{dotted} would be {values[dotted]}")
-    notes = misspelt_keys([*cfg.student_files(), Path("/etc/sysctl.conf")])
-    return "; ".join(wrong) + "." + (" " + "; ".join(notes[:3]) + "." if notes else "")
-
-
 def check_after_reboot() -> str:
     live = {dotted: sysctl_read(dotted) for _c, dotted, _w, _x in KNOBS}
     all_live = all(live[d] == w for _c, d, w, _x in KNOBS)
-    values, _problems, deciders = boot_outcome()
+    files = cfg.boot_files()
+    outcome = cfg.boot(files)
     if mode() == "submit":
         if all_live:
             return "After rebooting a clean machine with your files, all three values are right."
         wrong = [f"{d} was {live[d]}" for _c, d, w, _x in KNOBS if live[d] != w]
+        expected = wrong_values(outcome)
         raise Fail(
-            "A clean machine was rebooted with your /etc/sysctl.d and /etc/sysctl.conf, and "
-            + "; ".join(wrong)
-            + ". Reading the files as systemd-sysctl does at boot: "
-            + explain_boot_values(values)
+            with_notes(
+                "A clean machine was rebooted with the regular files of your /etc/sysctl.d, and "
+                + "; ".join(wrong)
+                + "."
+                + (
+                    " Reading your files as the boot does: " + "; ".join(expected) + "."
+                    if expected
+                    else ""
+                ),
+                notes_for(cfg.student_files(), outcome),
+            )
         )
-    from_files = all(values[d] == w for _c, d, w, _x in KNOBS)
-    if not from_files:
+    wrong = wrong_values(outcome)
+    if wrong:
         raise Fail(
-            "Your values would not survive a reboot: at boot systemd-sysctl reads *.conf files "
-            "from /etc/sysctl.d (and a few system folders), and according to those files "
-            + explain_boot_values(values)
+            with_notes(
+                "Your values would not survive a reboot. Submit copies the regular files of "
+                "your /etc/sysctl.d into a clean machine and reboots it; applied the way that "
+                "boot applies them, " + "; ".join(wrong) + ".",
+                notes_for(cfg.student_files(), outcome),
+            )
+        )
+    refusals = cfg.submit_refusals()
+    if refusals:
+        raise Fail(
+            "Your files would set all three at boot, but Submit would refuse them (see the "
+            f"check above): {refusals[0]}."
         )
     booted_at = time.time() - uptime_seconds()
+    deciders = [outcome.change(d).by.path for _c, d, _w, _x in KNOBS]
     # ctime, not mtime: tar, cp -p and touch can set an mtime in the past.
-    if all_live and deciders and all(p.stat().st_ctime < booted_at for p in deciders):
+    if all_live and all(p.stat().st_ctime < booted_at for p in deciders):
         return (
             "Your files were in place before this machine last booted and all three values are "
             "live now: they survived a reboot."
         )
     return (
-        "By your files, a reboot sets all three values (checked the way systemd-sysctl reads "
-        "them). Submit confirms it for real by rebooting a clean machine with your files."
+        "By your files, a reboot sets all three values (worked out the way systemd-sysctl and "
+        "the kernel apply them). Submit confirms it for real by rebooting a clean machine with "
+        "your files."
     )
 
 

@@ -1,7 +1,8 @@
 """Hidden check of sysctl-tuning (Submit only, in the clean rebooted machine):
-the student's own sysctl configuration applies without a single error. Every
-line is a `key = value` assignment of a key this kernel has, and systemd-sysctl
-applying the student's files again prints no warning."""
+the student's own sysctl configuration (the *.conf files Submit copied into
+/etc/sysctl.d) applies without a single error. Every line is a `key = value`
+assignment of a key this kernel has, with a value the kernel takes, and
+systemd-sysctl applying the student's files again prints no warning."""
 
 from __future__ import annotations
 
@@ -14,30 +15,11 @@ CHECKS = [("clean_config", "Your configuration applies without errors", 10)]
 SYSTEMD_SYSCTL = ["/lib/systemd/systemd-sysctl", "/usr/lib/systemd/systemd-sysctl"]
 
 
-def own_files() -> list[Path]:
-    files = [p for p in cfg.student_files() if p.name.endswith(".conf")]
-    conf = Path("/etc/sysctl.conf")
-    if conf.is_file() and cfg.parse_file(conf).assignments:
-        files.append(conf)  # the distribution's copy is all comments
-    return files
-
-
 def clean_config() -> str:
-    files = own_files()
+    files = cfg.student_files()
     if not files:
         raise Fail("There is no sysctl configuration of yours to apply.")
-    problems = []
-    for path in files:
-        parsed = cfg.parse_file(path)
-        problems += parsed.problems
-        for item in parsed.assignments:
-            if item.optional or any(c in item.key for c in "*?["):
-                continue
-            if not cfg.key_exists(item.key):
-                problems.append(
-                    f"{path} line {item.line}: `{item.dotted}` does not exist"
-                    + cfg.suggestion(item.key)
-                )
+    problems = cfg.boot(files).problems + cfg.misspelt(files, optional=False)
     tool = next((t for t in SYSTEMD_SYSCTL if Path(t).is_file()), None)
     if tool is not None:
         # Re-applying the same files only writes the values they already gave.
