@@ -357,7 +357,7 @@ def student_dir(prefix: str = "work-") -> Iterator[Path]:
 
 
 # Where an unprivileged process can leave files behind for a later step.
-WORLD_WRITABLE = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+WORLD_WRITABLE = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))  # noqa: S108 (cleaned, not used)
 
 
 def remove_student_files() -> None:
