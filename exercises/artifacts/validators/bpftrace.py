@@ -27,12 +27,22 @@ bpftrace brings is refused until someone reads what it does: a call must be
 one of ALLOWED_CALLS and a probe one of ALLOWED_PROBES. The script is read
 with bpftrace 0.17's own lexical rules (src/lexer.l: comments, strings,
 `:path` tokens, the struct state), so what is judged here is what bpftrace
-would compile; wherever the two could disagree, the script is refused.
+would compile; wherever the two could disagree (a NUL byte, after which
+bpftrace reads nothing; text that is not UTF-8; a string or comment left
+open), the script is refused.
+
+What an accepted script can still do, being eBPF loaded by root: read kernel
+memory, and the memory of a process that makes a system call (a tracepoint's
+arguments point into it). It can see the checker's workload (its name, and
+in principle the orders it reads from its pipe), but cannot write to memory
+or files, send a signal, or reach the checker's report: bpftrace's output is
+a pipe that the checker reads for bpftrace's own map events only.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -140,10 +150,10 @@ PREPROCESSOR_WORDS = {"_Pragma", "__pragma", "__has_include", "__has_include_nex
 C_DEFINITIONS = {"struct", "union", "enum"}
 
 IDENT = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
-NUMBER = re.compile(r"[0-9][0-9a-zA-Z_]*")
-PATH_CHARS = set("_-./#*") | set("abcdefghijklmnopqrstuvwxyz") | set(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-)
+# {int}|{hex}|{exponent} of the lexer, the longest of them.
+_INT = r"[0-9](?:[0-9_]*[0-9])?(?:[uU]|[uU]?[lL]?[lL])?"
+NUMBERS = (re.compile(r"0[xX][0-9a-fA-F]+"), re.compile(_INT), re.compile(f"{_INT}[eE]{_INT}"))
+PATH_CHARS = set("_-./#*" + string.ascii_letters + string.digits)
 PUNCTUATION = set(";{}[](),=<>+-*/%&|^!~.?:")
 STRING_ESCAPE = re.compile(r"\\(?:[ntr\"\\]|[0-7]{1,3}|[xX][0-9a-fA-F]{1,2})")
 # An attach point made of these characters only (a type, then ':' parts).
@@ -168,26 +178,31 @@ def validate(files: Sequence[ArtifactFile], spec: BpftraceValidatorSpec) -> list
     """Every file of the artifact is a bpftrace script: what refuses each one."""
     problems: list[str] = []
     for item in files:
-        problems += [f"{item.path} {finding}" for finding in script_problems(item.data)]
+        problems += [f"{item.path}, {finding}" for finding in script_problems(item.data)]
     return problems[:MAX_REPORTED]
 
 
 def script_problems(data: bytes) -> list[str]:
-    """What refuses one script, as '(line N) says why' phrases, or nothing."""
+    """What refuses one script, as 'line N: why' (or 'lines N, M: why'), or nothing."""
     if b"\0" in data:
-        return ["holds a NUL byte: it is not a text file"]
+        return ["the whole file: a NUL byte, and a script is text"]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        return [f"line {line} is not UTF-8 text"]
-    found: list[str] = []
-    seen: set[tuple[int, str]] = set()
+        return [f"line {line}: text that is not UTF-8"]
+    lines: dict[str, list[int]] = {}
     for line, reason in _findings(text):
-        if (line, reason) not in seen:
-            seen.add((line, reason))
-            found.append(f"line {line} {reason}")
-    return found
+        seen = lines.setdefault(reason, [])
+        if line not in seen:
+            seen.append(line)
+    return [f"{_where(sorted(numbers))}: {reason}" for reason, numbers in lines.items()]
+
+
+def _where(numbers: list[int]) -> str:
+    if len(numbers) == 1:
+        return f"line {numbers[0]}"
+    return "lines " + ", ".join(str(n) for n in numbers[:-1]) + f" and {numbers[-1]}"
 
 
 def _findings(text: str) -> Iterator[tuple[int, str]]:
@@ -210,8 +225,8 @@ def _findings(text: str) -> Iterator[tuple[int, str]]:
 
 def _preprocessor_reason() -> str:
     return (
-        "is a preprocessor line (#include, #define...), which the checker does not run: "
-        "the kernel's BTF gives bpftrace every type"
+        "a preprocessor line (#include, #define...), which the checker does not run "
+        "(the kernel's BTF gives bpftrace every type)"
     )
 
 
@@ -235,7 +250,7 @@ def tokenize(text: str) -> Iterator[Token]:
         elif text.startswith("/*", i):
             end = text.find("*/", i + 2)
             if end < 0:
-                raise Refused(line, "opens a comment that never ends")
+                raise Refused(line, "a comment that never ends")
             line += text.count("\n", i, end)
             i = end + 2
         elif c == '"':
@@ -248,7 +263,7 @@ def tokenize(text: str) -> Iterator[Token]:
                 i += 2 if text[i] == "\\" else 1
             path = text[start:i]
             if "#" in path or "\\" in path:
-                raise Refused(line, f"has an unusual probe name {path[:40]!r}")
+                raise Refused(line, f"an unusual probe name ({path[:40]})")
             yield Token("path", path, line)
         elif c in "@$":
             match = IDENT.match(text, i + 1)
@@ -271,8 +286,8 @@ def tokenize(text: str) -> Iterator[Token]:
                 if j >= n or text[j] in "{}":
                     raise Refused(
                         line,
-                        f"defines a C {word}, which the checker does not compile: "
-                        "the kernel's BTF gives bpftrace every type",
+                        f"a C {word} definition, which the checker does not compile "
+                        "(the kernel's BTF gives bpftrace every type)",
                     )
                 yield Token("ident", f"{word} {text[match.end() : j].strip()}", line)
                 line += text.count("\n", i, j)
@@ -280,16 +295,15 @@ def tokenize(text: str) -> Iterator[Token]:
                 continue
             yield Token("ident", word, line)
             i = match.end()
-        elif NUMBER.match(text, i):
-            match = NUMBER.match(text, i)
-            assert match is not None
-            yield Token("number", match.group(), line)
-            i = match.end()
+        elif c in "0123456789":
+            end = max(m.end() for m in (p.match(text, i) for p in NUMBERS) if m)
+            yield Token("number", text[i:end], line)
+            i = end
         elif c in PUNCTUATION:
             yield Token("punct", c, line)
             i += 1
         else:
-            raise Refused(line, f"has a character bpftrace does not accept here ({c!r})")
+            raise Refused(line, f"a character bpftrace does not accept here ({c!r})")
 
 
 def _line_end(text: str, i: int) -> int:
@@ -306,7 +320,7 @@ def _path_char(text: str, i: int) -> bool:
 def _string(text: str, i: int, line: int) -> tuple[str, int, int]:
     """A string literal from its opening quote: (value, index after, line)."""
     j = i + 1
-    value = []
+    value: list[str] = []
     while j < len(text):
         c = text[j]
         if c == '"':
@@ -316,13 +330,13 @@ def _string(text: str, i: int, line: int) -> tuple[str, int, int]:
         if c == "\\":
             match = STRING_ESCAPE.match(text, j)
             if match is None:
-                raise Refused(line, "has an escape sequence bpftrace does not accept in a string")
+                raise Refused(line, "an escape sequence bpftrace does not accept in a string")
             value.append(match.group())
             j = match.end()
             continue
         value.append(c)
         j += 1
-    raise Refused(line, "has a string that does not end on its line")
+    raise Refused(line, "a string that does not end on its line")
 
 
 def _call_findings(tokens: list[Token]) -> Iterator[tuple[int, str]]:
@@ -333,13 +347,16 @@ def _call_findings(tokens: list[Token]) -> Iterator[tuple[int, str]]:
         following = tokens[index + 1] if index + 1 < len(tokens) else None
         called = following is not None and following.text == "(" and following.kind == "punct"
         if word in REFUSED_CALLS:
-            yield token.line, f"calls {word}(), which {REFUSED_CALLS[word]}: {ONLY_TRACE}"
+            yield token.line, f"{word}(), which {REFUSED_CALLS[word]}: {ONLY_TRACE}"
         elif word in PREPROCESSOR_WORDS:
-            yield token.line, f"uses {word}, which the checker does not run: {ONLY_TRACE}"
+            yield token.line, f"{word}, which the checker does not run: {ONLY_TRACE}"
         elif called and word not in ALLOWED_CALLS and word not in PAREN_KEYWORDS:
-            yield token.line, (
-                f"calls {word}(), which is not among the builtins a graded script may use "
-                f"({', '.join(sorted(ALLOWED_CALLS))})"
+            yield (
+                token.line,
+                (
+                    f"{word}(), which is not one of the bpftrace builtins that only "
+                    "compute, count or print"
+                ),
             )
 
 
@@ -376,16 +393,22 @@ def _attach_point(parts: list[Token]) -> Iterator[tuple[int, str]]:
         return
     line = parts[0].line
     if any(part.kind == "string" for part in parts):
-        yield line, f"names a probe with a quoted part, which only user-space probes need: {ONLY_TRACE}"
+        yield (
+            line,
+            f"a probe name with a quoted part, which only user-space probes need: {ONLY_TRACE}",
+        )
         return
     text = "".join(part.text for part in parts)
     kind = text.split(":", 1)[0]
     if kind in REFUSED_PROBES:
-        yield line, f"uses a {kind}: probe, which {REFUSED_PROBES[kind]}: {ONLY_TRACE}"
+        yield line, f"a probe of type {kind}, which {REFUSED_PROBES[kind]}: {ONLY_TRACE}"
     elif kind not in ALLOWED_PROBES or not ATTACH_POINT.match(text):
         shown = text if len(text) <= 60 else text[:57] + "..."
-        yield line, (
-            f"has a probe ({shown}) of a type a graded script may not use (allowed: "
-            "tracepoint, kprobe, kretprobe, kfunc, kretfunc, profile, interval, software, "
-            "hardware, BEGIN, END)"
+        yield (
+            line,
+            (
+                f"a probe ({shown}) of a type a graded script may not use (allowed: "
+                "tracepoint, kprobe, kretprobe, kfunc, kretfunc, profile, interval, software, "
+                "hardware, BEGIN, END)"
+            ),
         )
