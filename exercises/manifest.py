@@ -212,8 +212,9 @@ class SysctlValidatorSpec(_Strict):
 
 
 class BpftraceValidatorSpec(_Strict):
-    """bpftrace scripts that the checker runs as root: no builtin that reads
-    files or runs programs (cat, system...), no --unsafe features."""
+    """bpftrace scripts that the checker runs as root (exercises/artifacts/
+    validators/bpftrace.py): only builtins that compute, count or print,
+    kernel probes only, no preprocessor lines or type definitions."""
 
     kind: Literal["bpftrace"]
 
