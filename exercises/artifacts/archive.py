@@ -220,8 +220,3 @@ def _owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uname = info.gname = "root"
     info.mtime = 0
     return info
-
-
-def empty_archive() -> CleanArchive:
-    data = _build([], [])
-    return CleanArchive(data, hashlib.sha256(data).hexdigest(), 0, (), ())
