@@ -27,7 +27,7 @@ from exercises.grading.runner import (
     place_starter,
     submit_in_clean_guest,
 )
-from exercises.manifest import MODES, Mode, WrongAnswer
+from exercises.manifest import MODES, CheckSpec, Mode, WrongAnswer
 from exercises.models import AttemptStatus, ExerciseVersion
 from vms import lifecycle, pool
 from vms.hypervisor.agent import GuestAgent
@@ -190,7 +190,7 @@ LEFTOVERS = (
 )
 
 
-def _judge(trial: Trial, specs: list, answer: WrongAnswer | None) -> list[str]:
+def _judge(trial: Trial, specs: list[CheckSpec], answer: WrongAnswer | None) -> list[str]:
     outcome = trial.outcome
     assert outcome is not None
     if answer is not None and answer.refused:
