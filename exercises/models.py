@@ -14,6 +14,7 @@ __all__ = [
     "ATTEMPT_FINISHED_STATUSES",
     "ATTEMPT_OPEN_STATUSES",
     "Attempt",
+    "AttemptComment",
     "AttemptKind",
     "AttemptStatus",
     "CheckResult",
@@ -181,6 +182,8 @@ class Attempt(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     is_late = models.BooleanField(default=False)
+    # An instructor's or TA's own try of an assignment: never a student's grade.
+    is_preview = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -236,3 +239,18 @@ class CheckResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.check_id}: {'passed' if self.passed else 'failed'}"
+
+
+class AttemptComment(models.Model):
+    """Staff feedback on an attempt (instructors and TAs), shown to its student."""
+
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField(max_length=5000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Comment by {self.author_id} on attempt {self.attempt_id}"

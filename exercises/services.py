@@ -35,6 +35,7 @@ from exercises.models import (
     SubmittedFiles,
 )
 from labplatform.accounts.models import User
+from labplatform.courses.deadlines import window_for
 from labplatform.courses.models import Assignment, AssignmentStatus
 from vms.hypervisor.errors import HypervisorError
 from vms.models import LabVM, VMState
@@ -150,15 +151,16 @@ def _open_for(
             AttemptRefused.NOT_READY,
             "This exercise cannot be graded right now. Please tell your instructor.",
         )
-    window = assignment.status(now)
+    dates = window_for(assignment=assignment, student=user)
+    window = dates.status(now)
     if window == AssignmentStatus.UPCOMING:
         raise AttemptRefused(
-            AttemptRefused.NOT_OPEN, f"This exercise opens on {_when(assignment.opens_at)}."
+            AttemptRefused.NOT_OPEN, f"This exercise opens on {_when(dates.opens_at)}."
         )
     if window == AssignmentStatus.CLOSED:
         raise AttemptRefused(
             AttemptRefused.CLOSED,
-            f"This exercise closed on {_when(assignment.closes_at)}: "
+            f"This exercise closed on {_when(dates.closes_at)}: "
             "no more checks or submissions are accepted.",
         )
     pending = Attempt.objects.filter(

@@ -12,6 +12,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from labplatform.accounts.models import User
+from labplatform.courses.deadlines import window_for
 from labplatform.courses.models import Assignment, AssignmentStatus
 from vms import tasks
 from vms.errors import AssignmentClosed, InvalidState, NoCapacity, QuotaExceeded
@@ -58,9 +59,10 @@ def lab_start(*, user: User, assignment: Assignment) -> LabVM:
         if existing.state == VMState.STOPPED:
             return lab_resume(vm=existing)
         return existing
-    if assignment.status() == AssignmentStatus.CLOSED:
+    window = window_for(assignment=assignment, student=user).status()
+    if window == AssignmentStatus.CLOSED:
         raise AssignmentClosed("This exercise is closed: its hard deadline has passed.")
-    if assignment.status() == AssignmentStatus.UPCOMING:
+    if window == AssignmentStatus.UPCOMING:
         raise AssignmentClosed("This exercise is not open yet.")
 
     running = LabVM.objects.active().filter(owner=user, kind=VMKind.LAB)
