@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/", include("labplatform.accounts.urls")),
     path("", include("labplatform.api.urls")),
     path("courses/<slug:slug>/", course_views.course_detail, name="course_detail"),
+    path("teach/", include("labplatform.courses.urls")),
     path(
         "exercises/attempts/<int:attempt_id>", exercise_views.attempt_status, name="attempt_status"
     ),

@@ -11,7 +11,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from labplatform.accounts.models import User
-from labplatform.courses.models import Assignment, Cohort, Course, Enrolment, Role
+from labplatform.courses.models import STAFF_ROLES, Assignment, Cohort, Course, Enrolment, Role
 
 
 def assignment_list_for_student(*, user: User) -> QuerySet[Assignment]:
@@ -65,11 +65,12 @@ def user_is_instructor_of(*, user: User, cohort: Cohort) -> bool:
 
 
 def user_teaches_student(*, user: User, student_id: int, cohort_id: int | None) -> bool:
-    """Whether the user is an instructor of this cohort or, when the work is
-    tied to no cohort (its assignment was deleted), of any cohort the student
-    studies in."""
+    """Whether the user teaches (instructor or TA) in this cohort or, when
+    the work is tied to no cohort (its assignment was deleted), in any cohort
+    the student studies in: what watching a console and reading an attempt
+    need."""
     if cohort_id is not None:
         cohorts = Q(cohort_id=cohort_id)
     else:
         cohorts = Q(cohort__enrolments__user_id=student_id, cohort__enrolments__role=Role.STUDENT)
-    return Enrolment.objects.filter(cohorts, user=user, role=Role.INSTRUCTOR).exists()
+    return Enrolment.objects.filter(cohorts, user=user, role__in=STAFF_ROLES).exists()
