@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import QuerySet
 from django.http import Http404
 
 from exercises.models import Attempt, AttemptKind, AttemptStatus, Exercise, SubmittedFiles
 from labplatform.accounts.models import User
+from labplatform.courses.deadlines import Window, window_for
 from labplatform.courses.models import Assignment
 from labplatform.courses.selectors import user_teaches_student
 
@@ -60,24 +63,46 @@ def _cohort(attempt: Attempt) -> int | None:
     return attempt.assignment.cohort_id if attempt.assignment is not None else None
 
 
+COUNTED_STATUSES = (AttemptStatus.GRADED, AttemptStatus.KERNEL_CRASHED)
+
+
 def attempt_result_counted(*, user: User, assignment: Assignment) -> Attempt | None:
     """The submission that counts for this assignment: the student's latest
-    Graded Submit made on time (created at or before due_at, as it is now:
-    a deadline moved later makes earlier late submissions count). Only when
-    there is none, their latest Graded late Submit (before the hard close; an
-    instructor applies any late penalty). Checks never count, nor do
-    submissions that were not graded (a checker failure, a time-out, our
-    error: the student submits again). A Submit whose kernel crashed is a
-    result of the student's work, like a graded one: it counts, with the
-    points of whatever it reached (none).
+    Graded Submit made on time (created at or before their due moment, as it
+    is now: a deadline moved later, or an extension, makes earlier late
+    submissions count). Only when there is none, their latest Graded late
+    Submit (before their hard close; the late policy takes its penalty,
+    labplatform.courses.deadlines). Checks never count, nor do submissions
+    that were not graded (a checker failure, a time-out, our error: the
+    student submits again), nor a staff preview. A Submit whose kernel
+    crashed is a result of the student's work, like a graded one: it counts,
+    with the points of whatever it reached (none). A finished regrade keeps
+    its original's click and, made later, is the latest of that moment.
     """
-    graded = Attempt.objects.filter(
+    submits = Attempt.objects.filter(
         student=user,
         assignment=assignment,
         kind=AttemptKind.SUBMIT,
-        status__in=(AttemptStatus.GRADED, AttemptStatus.KERNEL_CRASHED),
+        status__in=COUNTED_STATUSES,
+        is_preview=False,
     ).order_by("-created_at", "-id")
-    on_time = graded.filter(created_at__lte=assignment.due_at).first()
-    if on_time is not None:
-        return on_time
-    return graded.filter(created_at__lte=assignment.closes_at).first()
+    return submit_counted(submits=submits, window=window_for(assignment=assignment, student=user))
+
+
+def submit_counted(*, submits: Iterable[Attempt], window: Window) -> Attempt | None:
+    """attempt_result_counted's rule over one student's Submits of one
+    assignment already fetched (the gradebook fetches a cohort's at once)."""
+    candidates = sorted(
+        (
+            a
+            for a in submits
+            if a.kind == AttemptKind.SUBMIT
+            and a.status in COUNTED_STATUSES
+            and not a.is_preview
+            and a.created_at <= window.closes_at
+        ),
+        key=lambda a: (a.created_at, a.pk),
+        reverse=True,
+    )
+    on_time = next((a for a in candidates if a.created_at <= window.due_at), None)
+    return on_time if on_time is not None else next(iter(candidates), None)

@@ -72,7 +72,9 @@ def _when(moment: datetime) -> str:
     return dateformat.format(timezone.localtime(moment), "D j M Y, H:i")
 
 
-def attempt_start(*, user: User, assignment: Assignment, kind: AttemptKind) -> Attempt:
+def attempt_start(
+    *, user: User, assignment: Assignment, kind: AttemptKind, preview: bool = False
+) -> Attempt:
     """Queue a Check (kind CHECK: the checker runs in the student's own VM,
     advisory) or a Submit (kind SUBMIT: what counts) of the student's work.
 
@@ -89,21 +91,22 @@ def attempt_start(*, user: User, assignment: Assignment, kind: AttemptKind) -> A
     cannot be graded (too large, refused by the exercise's rules, the VM did
     not answer). A Submit after due_at (and before closes_at) is accepted and
     marked late; a Check is never late, since it counts for nothing. The
-    caller has checked that the assignment is the student's
-    (courses.selectors.assignment_get_for_student).
+    caller has checked that the assignment is the student's, or that the
+    user teaches it (`preview`, courses.selectors.assignment_access): a
+    preview attempt ignores the window, is never late and never counts.
     """
     clicked = timezone.now()
     files = None
     if kind == AttemptKind.SUBMIT:
         with transaction.atomic():
-            version, vm, _late = _admissible(user, assignment, kind, clicked)
+            version, vm, _late = _admissible(user, assignment, kind, clicked, preview)
         files = _collect(user=user, vm=vm, version=version, at=clicked)
     with transaction.atomic():
         # Serialise one student's attempts (a double click, two tabs): the
         # second waits for the first to commit, then finds its open attempt.
         # On SQLite the IMMEDIATE transaction already serialises all writers.
         User.objects.select_for_update().filter(pk=user.pk).first()
-        version, vm, late = _admissible(user, assignment, kind, clicked)
+        version, vm, late = _admissible(user, assignment, kind, clicked, preview)
         if files is not None:
             files.save()
         attempt = Attempt(
@@ -116,6 +119,7 @@ def attempt_start(*, user: User, assignment: Assignment, kind: AttemptKind) -> A
             kind=kind,
             created_at=clicked,
             is_late=late,
+            is_preview=preview,
         )
         attempt.max_score = version.parsed_manifest.max_score(attempt.mode)
         attempt.save()
@@ -125,11 +129,11 @@ def attempt_start(*, user: User, assignment: Assignment, kind: AttemptKind) -> A
 
 
 def _admissible(
-    user: User, assignment: Assignment, kind: AttemptKind, now: datetime
+    user: User, assignment: Assignment, kind: AttemptKind, now: datetime, preview: bool
 ) -> tuple[ExerciseVersion, LabVM, bool]:
     """The version to grade with, the student's running VM, and whether a
     Submit now is late; AttemptRefused if an attempt cannot start."""
-    version, late = _open_for(user, assignment, kind, now)
+    version, late = _open_for(user, assignment, kind, now, preview=preview)
     vm = vm_current_for_student(user=user, exercise=assignment.exercise)
     if vm is None or vm.state != VMState.RUNNING:
         raise AttemptRefused(AttemptRefused.NO_VM, _vm_not_running(vm, kind))
@@ -137,10 +141,11 @@ def _admissible(
 
 
 def _open_for(
-    user: User, assignment: Assignment, kind: AttemptKind, now: datetime
+    user: User, assignment: Assignment, kind: AttemptKind, now: datetime, *, preview: bool = False
 ) -> tuple[ExerciseVersion, bool]:
     """The version to grade with and whether a Submit now is late, if the
-    student may start an attempt now whatever their VM; else AttemptRefused."""
+    student may start an attempt now whatever their VM; else AttemptRefused.
+    A preview ignores the assignment's window."""
     exercise = assignment.exercise
     # Not the bundle: the grading task reads it, this only needs the manifest.
     versions = ExerciseVersion.objects.defer("bundle")
@@ -152,7 +157,7 @@ def _open_for(
             "This exercise cannot be graded right now. Please tell your instructor.",
         )
     dates = window_for(assignment=assignment, student=user)
-    window = dates.status(now)
+    window = AssignmentStatus.OPEN if preview else dates.status(now)
     if window == AssignmentStatus.UPCOMING:
         raise AttemptRefused(
             AttemptRefused.NOT_OPEN, f"This exercise opens on {_when(dates.opens_at)}."
@@ -292,6 +297,7 @@ def attempt_regrade(*, attempt: Attempt) -> Attempt:
             kind=AttemptKind.SUBMIT,
             created_at=attempt.created_at,
             is_late=attempt.is_late,
+            is_preview=attempt.is_preview,
             regrade_of=attempt,
         )
         regrade.max_score = version.parsed_manifest.max_score("submit")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Count, Prefetch, prefetch_related_objects
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,12 +18,13 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from exercises import selectors, services
 from exercises.errors import AttemptRefused
-from exercises.models import Attempt, AttemptKind, Exercise, ExerciseVersion
+from exercises.models import Attempt, AttemptComment, AttemptKind, Exercise, ExerciseVersion
 from exercises.payloads import attempt_payload
 from exercises.rendering import render_markdown
 from labplatform.accounts.models import User
+from labplatform.courses.access import Can, role_allows, staff_role
 from labplatform.courses.models import AssignmentStatus
-from labplatform.courses.selectors import assignment_get_for_student
+from labplatform.courses.selectors import assignment_access
 from vms.models import VMState
 from vms.selectors import vm_current_for_student
 
@@ -51,13 +53,16 @@ def _wants_json(request: HttpRequest) -> bool:
 @require_safe
 def exercise_detail(request: HttpRequest, slug: str) -> HttpResponse:
     user = _user(request)
-    assignment = assignment_get_for_student(user=user, exercise_slug=slug)
+    assignment, preview = assignment_access(user=user, exercise_slug=slug)
     exercise = assignment.exercise
     status = assignment.status()
     vm = vm_current_for_student(user=user, exercise=exercise)
-    attempts = selectors.attempts_for_student(user=user, exercise=exercise)
+    attempts = selectors.attempts_for_student(user=user, exercise=exercise).annotate(
+        comment_count=Count("comments")
+    )
     latest = attempts.first()
-    accepting = status in ACCEPTING and exercise.current_version_id is not None
+    # A preview works whatever the window (services.attempt_start agrees).
+    accepting = (preview or status in ACCEPTING) and exercise.current_version_id is not None
     vm_running = vm is not None and vm.state == VMState.RUNNING
     closed = {AssignmentStatus.UPCOMING: HINT_UPCOMING, AssignmentStatus.CLOSED: HINT_CLOSED}
     hints = {"closed": closed.get(status, HINT_NOT_READY), "no_vm": HINT_NO_VM, "busy": HINT_BUSY}
@@ -74,6 +79,7 @@ def exercise_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "exercises/exercise_detail.html",
         {
             "assignment": assignment,
+            "preview": preview,
             "exercise": exercise,
             "status": status,
             "vm": vm,
@@ -98,9 +104,11 @@ def _instructions(exercise: Exercise) -> str:
 
 def _attempt_start(request: HttpRequest, slug: str, kind: AttemptKind) -> HttpResponse:
     user = _user(request)
-    assignment = assignment_get_for_student(user=user, exercise_slug=slug)
+    assignment, preview = assignment_access(user=user, exercise_slug=slug)
     try:
-        attempt = services.attempt_start(user=user, assignment=assignment, kind=kind)
+        attempt = services.attempt_start(
+            user=user, assignment=assignment, kind=kind, preview=preview
+        )
     except AttemptRefused as exc:
         if _wants_json(request):
             return JsonResponse({"error": exc.code, "message": exc.message}, status=409)
@@ -143,11 +151,26 @@ def _counts(attempt: Attempt) -> bool:
 def attempt_detail(request: HttpRequest, attempt_id: int) -> HttpResponse:
     user = _user(request)
     attempt = selectors.attempt_get_for_viewer(user=user, attempt_id=attempt_id)
+    comments = AttemptComment.objects.select_related("author")
+    prefetch_related_objects([attempt], Prefetch("comments", queryset=comments))
     return render(
         request,
         "exercises/attempt_detail.html",
-        {"attempt": attempt, "is_owner": attempt.student_id == user.pk, "counts": _counts(attempt)},
+        {
+            "attempt": attempt,
+            "is_owner": attempt.student_id == user.pk,
+            "counts": _counts(attempt),
+            "can_comment": _can_comment(user, attempt),
+        },
     )
+
+
+def _can_comment(user: User, attempt: Attempt) -> bool:
+    """Whether the staff's comment form belongs on this attempt's page."""
+    if attempt.student_id == user.pk or attempt.assignment is None:
+        return False
+    role = staff_role(user=user, cohort=attempt.assignment.cohort)
+    return role is not None and role_allows(role, Can.COMMENT)
 
 
 @login_required

@@ -1,14 +1,21 @@
 """Live events for the signed-in user: VM state, grading results, deadlines.
 
 Services publish small JSON events to the group ``user-<id>`` through the
-channel layer; every open page of that user receives them.
+channel layer; every open page of that user receives them. A cohort's staff
+may also subscribe their socket to the cohort's group (the progress board)
+by sending ``{"subscribe": "cohort", "cohort": <id>}``; the answer is
+``{"kind": "subscribed", "cohort": <id>, "ok": true|false}``, and someone who
+may not see the cohort's board is refused and receives nothing of it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.http import Http404
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 # Close codes in the 4000 range are ours; the page shows a message per code.
 CLOSE_UNAUTHENTICATED = 4401
@@ -18,10 +25,20 @@ def user_group(user_id: int) -> str:
     return f"user-{user_id}"
 
 
+class Subscribe(BaseModel):
+    """What the browser may send: a subscription to a cohort's board events."""
+
+    model_config = ConfigDict(extra="forbid")
+    subscribe: Literal["cohort"]
+    cohort: int
+
+
 class UserEventsConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    extra_groups: set[str]
 
     async def connect(self) -> None:
+        self.extra_groups = set()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
@@ -31,12 +48,28 @@ class UserEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in (self.group, *self.extra_groups):
+            if group is not None:
+                await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        # The stream is server-to-browser only; anything the browser sends is ignored.
-        return
+        # Anything but a subscription is ignored: the stream is server-to-browser.
+        try:
+            request = Subscribe.model_validate(content)
+        except ValidationError:
+            return
+        from labplatform.courses.board.events import cohort_subscription_group
+
+        try:
+            group = await sync_to_async(cohort_subscription_group)(
+                user=self.scope["user"], cohort_id=request.cohort
+            )
+        except Http404:
+            await self.send_json({"kind": "subscribed", "cohort": request.cohort, "ok": False})
+            return
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.extra_groups.add(group)
+        await self.send_json({"kind": "subscribed", "cohort": request.cohort, "ok": True})
 
     async def user_event(self, message: dict[str, Any]) -> None:
         await self.send_json(message["event"])

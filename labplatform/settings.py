@@ -87,6 +87,11 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # Tag libraries of packages that are not apps of their own.
+            "libraries": {
+                "cohort_tabs": "labplatform.courses.board.templatetags.cohort_tabs",
+                "grading": "labplatform.courses.grades.templatetags",
+            },
         },
     },
 ]
@@ -140,6 +145,8 @@ STATICFILES_DIRS = [
     ("vendor/xterm", _NODE_MODULES / "@xterm" / "xterm" / "lib"),
     ("vendor/xterm-css", _NODE_MODULES / "@xterm" / "xterm" / "css"),
     ("vendor/xterm-addon-fit", _NODE_MODULES / "@xterm" / "addon-fit" / "lib"),
+    # The recordings' player, also from npm.
+    ("vendor/asciinema-player", _NODE_MODULES / "asciinema-player" / "dist" / "bundle"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -159,7 +166,25 @@ warnings.filterwarnings(
     "ignore", message="StreamingHttpResponse must consume synchronous iterators", category=Warning
 )
 
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# --- E-mail: password resets and roster invitations ---------------------------------
+# Mail is printed to the console until an SMTP server is named (EMAIL_HOST);
+# EMAIL_BACKEND, when set, wins over both.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+# STARTTLS on 587 unless implicit TLS (SSL, 465) is asked for.
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)
+if EMAIL_USE_SSL and EMAIL_USE_TLS:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are both on: set only one")
+EMAIL_PORT = env_int("EMAIL_PORT", 465 if EMAIL_USE_SSL else 587, minimum=1)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "KernelLab <noreply@localhost>")
 
 # --- Redis: Celery broker and the Channels layer --------------------------------
@@ -274,6 +299,10 @@ API_UPLOAD_MAX_BYTES = env_int("API_UPLOAD_MAX_BYTES", 8 * 1024 * 1024, minimum=
 # WEBHOOK_MAX_TRIES tries in all (the default spans about two hours).
 WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
 WEBHOOK_MAX_TRIES = env_int("WEBHOOK_MAX_TRIES", 8, minimum=1)
+# Webhooks go to public addresses only (no loopback, private, link-local such
+# as the cloud metadata service, CGNAT, multicast...: labplatform/api/ssrf.py).
+# True lets a development machine or a test use a receiver on its own network.
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
 NINJA_PAGINATION_MAX_LIMIT = 100
 
 # --- Security ---------------------------------------------------------------------

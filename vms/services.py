@@ -12,8 +12,10 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from labplatform.accounts.models import User
+from labplatform.courses.access import staff_role
 from labplatform.courses.deadlines import window_for
-from labplatform.courses.models import Assignment, AssignmentStatus
+from labplatform.courses.models import Assignment, AssignmentStatus, Cohort
+from labplatform.courses.selectors import cohort_vm_limit, cohort_vms_active
 from vms import tasks
 from vms.errors import AssignmentClosed, InvalidState, NoCapacity, QuotaExceeded
 from vms.events import publish_vm_event
@@ -44,9 +46,11 @@ def host_place() -> Host:
 
 
 @transaction.atomic
-def lab_start(*, user: User, assignment: Assignment) -> LabVM:
+def lab_start(*, user: User, assignment: Assignment, preview: bool = False) -> LabVM:
     """Give the student their VM for this assignment: the one they already
-    have (resumed if stopped), or a new one."""
+    have (resumed if stopped), or a new one. A preview (an instructor or TA
+    trying the exercise, courses.selectors.assignment_access) ignores the
+    assignment's window and the cohort's limit, not the per-user quota."""
     # Serialise the starts of one user, so quotas hold under double clicks.
     User.objects.select_for_update().filter(pk=user.pk).first()
     existing = (
@@ -56,13 +60,13 @@ def lab_start(*, user: User, assignment: Assignment) -> LabVM:
         .first()
     )
     if existing is not None:
-        if existing.state == VMState.STOPPED:
+        if existing.state in (VMState.STOPPED, VMState.CRASHED):
             return lab_resume(vm=existing)
         return existing
     window = window_for(assignment=assignment, student=user).status()
-    if window == AssignmentStatus.CLOSED:
+    if window == AssignmentStatus.CLOSED and not preview:
         raise AssignmentClosed("This exercise is closed: its hard deadline has passed.")
-    if window == AssignmentStatus.UPCOMING:
+    if window == AssignmentStatus.UPCOMING and not preview:
         raise AssignmentClosed("This exercise is not open yet.")
 
     running = LabVM.objects.active().filter(owner=user, kind=VMKind.LAB)
@@ -73,11 +77,8 @@ def lab_start(*, user: User, assignment: Assignment) -> LabVM:
             + (f" (for “{other.exercise.title}”)" if other else "")
             + ". Stop it before starting another."
         )
-    in_cohort = LabVM.objects.active().filter(assignment__cohort=assignment.cohort).count()
-    if in_cohort >= settings.VM_MAX_PER_COHORT:
-        raise QuotaExceeded(
-            f"Your cohort already runs {in_cohort} lab VMs, its limit. Try again shortly."
-        )
+    if not preview:
+        _cohort_limit_check(assignment.cohort)
 
     host = host_place()
     vm = LabVM.objects.create(
@@ -94,6 +95,16 @@ def lab_start(*, user: User, assignment: Assignment) -> LabVM:
     return vm
 
 
+def _cohort_limit_check(cohort: Cohort) -> None:
+    limit = cohort_vm_limit(cohort=cohort)
+    in_cohort = cohort_vms_active(cohort=cohort).count()
+    if in_cohort >= limit:
+        raise QuotaExceeded(
+            f"Your cohort already runs {in_cohort} lab VM{'s' if in_cohort != 1 else ''}, "
+            f"its limit of {limit}. Try again in a few minutes, when a classmate's lab stops."
+        )
+
+
 def _move(
     vm: LabVM,
     old: VMState | tuple[VMState, ...],
@@ -102,7 +113,9 @@ def _move(
     task: tasks.VMTask,
     progress: str,
 ) -> LabVM:
-    if not vm.transition(old, new, progress=progress, error_code="", error_message=""):
+    if not vm.transition(
+        old, new, progress=progress, error_code="", error_message="", crash_log=""
+    ):
         vm.refresh_from_db(fields=["state"])
         raise InvalidState(f"Cannot {verb} a VM that is {vm.get_state_display().lower()}.")
     _enqueue(task, vm)
@@ -120,14 +133,20 @@ def lab_resume(*, vm: LabVM) -> LabVM:
     active = LabVM.objects.active().filter(owner=vm.owner, kind=VMKind.LAB).exclude(pk=vm.pk)
     if active.count() >= settings.VM_MAX_PER_STUDENT:
         raise QuotaExceeded("Stop your other running lab VM before resuming this one.")
-    return _move(vm, VMState.STOPPED, VMState.RESUMING, "resume", tasks.resume, "Resuming")
+    cohort = vm.assignment.cohort if vm.assignment is not None else None
+    if cohort is not None and staff_role(user=vm.owner, cohort=cohort) is None:
+        _cohort_limit_check(cohort)  # the staff's previews ignore it, as in lab_start
+    # A crashed guest's Restart: the same disk, booted again (lifecycle.resume).
+    return _move(
+        vm, (VMState.STOPPED, VMState.CRASHED), VMState.RESUMING, "resume", tasks.resume, "Resuming"
+    )
 
 
 @transaction.atomic
 def lab_reset(*, vm: LabVM) -> LabVM:
     return _move(
         vm,
-        (VMState.RUNNING, VMState.STOPPED, VMState.FAILED),
+        (VMState.RUNNING, VMState.STOPPED, VMState.CRASHED, VMState.FAILED),
         VMState.RESETTING,
         "reset",
         tasks.reset,

@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from labplatform.accounts.models import User
-from labplatform.courses.selectors import assignment_get_for_student
+from labplatform.courses.selectors import assignment_access
 from vms import services
 from vms.console.access import console_token_issue, vm_get_for_viewer
 from vms.errors import LabError
@@ -48,9 +48,9 @@ def _respond(request: HttpRequest, vm: LabVM | None, error: LabError | None) -> 
 @require_POST
 def lab_start(request: HttpRequest, slug: str) -> HttpResponse:
     assert isinstance(request.user, User)
-    assignment = assignment_get_for_student(user=request.user, exercise_slug=slug)
+    assignment, preview = assignment_access(user=request.user, exercise_slug=slug)
     try:
-        vm = services.lab_start(user=request.user, assignment=assignment)
+        vm = services.lab_start(user=request.user, assignment=assignment, preview=preview)
     except LabError as exc:
         return _respond(request, None, exc)
     return _respond(request, vm, None)

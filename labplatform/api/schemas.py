@@ -5,13 +5,14 @@ what is sent."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from django.urls import reverse
 from ninja import Schema
 from pydantic import Field
 
 from exercises.models import Attempt, AttemptKind, AttemptStatus, CheckResult, Exercise
+from labplatform.api.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from labplatform.courses.models import Assignment, AssignmentStatus, Cohort
 from vms.models import LabVM, VMState
 
@@ -236,19 +237,121 @@ class MemberOut(Schema):
 class GradeCell(Schema):
     exercise: str
     attempt_id: int | None
-    score: int | None
+    score: int | None = Field(description="the counted Submit's raw score")
     max_score: int
     is_late: bool
+    final_score: float | None = Field(
+        description="what the student gets: the override if any, else the score after the late "
+        "penalty; null: nothing counted"
+    )
+    penalty_percent: float = Field(description="what the late policy took, in percent")
+    overridden: bool = Field(description="an instructor's override sets final_score")
+    extended: bool = Field(description="the student has an extension")
 
 
 class GradebookRow(Schema):
     username: str
     name: str
     grades: list[GradeCell]
-    total: int
+    total: int = Field(description="the sum of the raw scores")
+    final_total: float = Field(description="the sum of the final scores")
 
 
 class GradebookOut(Schema):
     cohort: CohortOut
     exercises: list[str]
     rows: list[GradebookRow]
+
+
+# -- webhooks -----------------------------------------------------------------------
+
+SubscribableEvent = Literal["attempt.finished", "lab.state_changed"]  # models.SUBSCRIBABLE
+
+
+def _attempts_only() -> list[SubscribableEvent]:
+    return ["attempt.finished"]
+
+
+class WebhookIn(Schema):
+    url: str = Field(
+        max_length=500,
+        description="an http(s) URL of a public receiver (no private, loopback or link-local "
+        "address; no user name or password); redirects are not followed",
+    )
+    description: str = Field("", max_length=200, description="what it is for")
+    events: list[SubscribableEvent] = Field(
+        default_factory=_attempts_only,
+        min_length=1,
+        max_length=2,
+        description="lab.state_changed is sent for your own labs only",
+    )
+    cohort_id: int | None = Field(
+        None,
+        description="every attempt in this cohort instead of your own (instructors of the "
+        "cohort, with a token that also has the cohort-admin scope)",
+    )
+
+
+class WebhookOut(Schema):
+    id: int
+    url: str
+    description: str
+    events: list[str]
+    cohort_id: int | None
+    cohort: str | None = Field(description="the cohort's name, if the webhook is a cohort's")
+    is_active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, endpoint: WebhookEndpoint) -> WebhookOut:
+        return cls(**cls.fields_of(endpoint))
+
+    @staticmethod
+    def fields_of(endpoint: WebhookEndpoint) -> dict[str, Any]:
+        return {
+            "id": endpoint.pk,
+            "url": endpoint.url,
+            "description": endpoint.description,
+            "events": list(endpoint.events),
+            "cohort_id": endpoint.cohort_id,
+            "cohort": str(endpoint.cohort.name) if endpoint.cohort is not None else None,
+            "is_active": endpoint.is_active,
+            "created_at": endpoint.created_at,
+        }
+
+
+class WebhookCreatedOut(WebhookOut):
+    secret: str = Field(
+        description="the Standard Webhooks signing secret (whsec_...): shown in this answer "
+        "only, keep it"
+    )
+
+    @classmethod
+    def of(cls, endpoint: WebhookEndpoint) -> WebhookCreatedOut:
+        return cls(**cls.fields_of(endpoint), secret=endpoint.secret)
+
+
+class DeliveryOut(Schema):
+    id: int
+    event_id: str = Field(description="the webhook-id header, the same on every try")
+    event_type: str
+    status: DeliveryStatus
+    tries: int
+    last_status_code: int | None = Field(description="the receiver's last answer, if any")
+    last_error: str
+    created_at: datetime
+    delivered_at: datetime | None
+
+    @classmethod
+    def of(cls, delivery: WebhookDelivery) -> DeliveryOut:
+        return cls(
+            id=delivery.pk,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            status=DeliveryStatus(delivery.status),
+            tries=delivery.tries,
+            last_status_code=delivery.last_status_code,
+            last_error=delivery.last_error,
+            created_at=delivery.created_at,
+            delivered_at=delivery.delivered_at,
+        )

@@ -8,7 +8,6 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from exercises.models import Attempt
-from exercises.selectors import attempt_result_counted
 from labplatform.accounts.models import User
 from labplatform.api.models import ApiToken, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from labplatform.api.schemas import (
@@ -19,6 +18,7 @@ from labplatform.api.schemas import (
     GradeCell,
     MemberOut,
 )
+from labplatform.courses.grades.gradebook import gradebook_for_cohort
 from labplatform.courses.models import Cohort, Enrolment, Role
 from labplatform.courses.selectors import cohort_list_for_instructor
 from vms.models import LabVM, VMKind
@@ -83,39 +83,38 @@ def cohort_members(*, cohort: Cohort) -> list[MemberOut]:
 
 
 def cohort_gradebook(*, cohort: Cohort) -> GradebookOut:
-    """Each student's counted Submit per assignment (exercises.selectors.
-    attempt_result_counted: the rule the pages use), and their total."""
-    assignments = list(cohort.assignments.select_related("exercise").order_by("due_at", "id"))
-    students = (
-        Enrolment.objects.filter(cohort=cohort, role=Role.STUDENT)
-        .select_related("user")
-        .order_by("user__username")
-    )
+    """Each student's counted Submit per assignment and its final score
+    (labplatform.courses.grades.gradebook: the rule the pages use), and
+    their totals."""
+    book = gradebook_for_cohort(cohort=cohort)
     rows = []
-    for enrolment in students:
-        cells = []
-        for assignment in assignments:
-            counted = attempt_result_counted(user=enrolment.user, assignment=assignment)
-            cells.append(
-                GradeCell(
-                    exercise=assignment.exercise.slug,
-                    attempt_id=counted.pk if counted else None,
-                    score=counted.score if counted else None,
-                    max_score=counted.max_score if counted else assignment.exercise.points,
-                    is_late=counted.is_late if counted else False,
-                )
+    for row in book.rows:
+        cells = [
+            GradeCell(
+                exercise=cell.assignment.exercise.slug,
+                attempt_id=cell.attempt.pk if cell.attempt else None,
+                score=cell.raw_score,
+                max_score=cell.max_score,
+                is_late=cell.is_late,
+                final_score=float(cell.final_score) if cell.final_score is not None else None,
+                penalty_percent=float(cell.penalty_percent),
+                overridden=cell.override is not None,
+                extended=cell.extended,
             )
+            for cell in row.cells
+        ]
         rows.append(
             GradebookRow(
-                username=enrolment.user.username,
-                name=enrolment.user.get_full_name(),
+                username=row.student.username,
+                name=row.student.get_full_name(),
                 grades=cells,
                 total=sum(c.score or 0 for c in cells),
+                final_total=float(row.total),
             )
         )
     return GradebookOut(
         cohort=CohortOut.of(cohort),
-        exercises=[a.exercise.slug for a in assignments],
+        exercises=[a.exercise.slug for a in book.assignments],
         rows=rows,
     )
 
@@ -131,8 +130,13 @@ def webhook_endpoint_get_for_user(*, user: User, endpoint_id: int) -> WebhookEnd
     return endpoint
 
 
+def webhook_delivery_list(*, endpoint: WebhookEndpoint) -> QuerySet[WebhookDelivery]:
+    """An endpoint's deliveries, newest first."""
+    return endpoint.deliveries.order_by("-created_at", "-id")
+
+
 def webhook_deliveries(*, endpoint: WebhookEndpoint, limit: int = 20) -> list[WebhookDelivery]:
-    return list(endpoint.deliveries.order_by("-created_at", "-id")[:limit])
+    return list(webhook_delivery_list(endpoint=endpoint)[:limit])
 
 
 def webhook_endpoints_for_attempt(*, attempt: Attempt) -> list[WebhookEndpoint]:

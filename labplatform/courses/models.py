@@ -279,6 +279,9 @@ class RegradeJob(models.Model):
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0, help_text="regrade attempts queued so far")
     error = models.TextField(blank=True)
+    # The attempts this job made: what its page follows, and what a retried
+    # task skips (one regrade per original per job).
+    regrades = models.ManyToManyField("exercises.Attempt", blank=True, related_name="+")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )

@@ -288,9 +288,13 @@ def test_gradebook_counts_the_submit_the_pages_count(world: World) -> None:
             "score": 60,
             "max_score": 100,
             "is_late": False,
+            "final_score": 60.0,
+            "penalty_percent": 0.0,
+            "overridden": False,
+            "extended": False,
         }
     ]
-    assert row["total"] == 60
+    assert (row["total"], row["final_total"]) == (60, 60.0)
 
 
 def test_gradebook_csv(world: World) -> None:

@@ -48,6 +48,9 @@ def test_seed_demo_is_idempotent(db: None) -> None:
 
     call_command("seed_demo", password="demo-password-1")
     call_command("seed_demo", password="demo-password-1")
-    assert set(User.objects.values_list("username", flat=True)) == {"teacher", "alice", "bob"}
-    assert Enrolment.objects.count() == 3
+    demo = {"teacher", "ta", "alice", "bob", "carol", "dave", "erin"}
+    assert set(User.objects.values_list("username", flat=True)) == demo
+    assert Enrolment.objects.count() == len(demo)
+    assert Enrolment.objects.get(user__username="ta").role == "ta"
+    assert User.objects.get(username="teacher").has_perm("courses.add_course")
     assert User.objects.get(username="alice").check_password("demo-password-1")

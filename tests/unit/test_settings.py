@@ -77,3 +77,27 @@ def test_database_url_selects_postgres() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "django.db.backends.postgresql"
+
+
+def _email_settings(**environment: str) -> list[str]:
+    result = run_manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings as s; "
+        "print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS, s.EMAIL_USE_SSL)",
+        **environment,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_email_host_selects_smtp_and_console_stays_the_default() -> None:
+    assert _email_settings()[0] == "django.core.mail.backends.console.EmailBackend"
+    assert _email_settings(EMAIL_HOST="smtp.example.org", EMAIL_USE_SSL="1") == [
+        "django.core.mail.backends.smtp.EmailBackend",
+        "smtp.example.org",
+        "465",
+        "False",
+        "True",
+    ]

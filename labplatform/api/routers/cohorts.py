@@ -12,6 +12,7 @@ from labplatform.api.auth import COHORT_ADMIN, user_of
 from labplatform.api.routers.common import ERRORS, Page, PageParams, paginate
 from labplatform.api.schemas import AssignmentOut, CohortOut, GradebookOut, MemberOut
 from labplatform.api.selectors import cohort_get_for_instructor, cohort_gradebook, cohort_members
+from labplatform.courses.grades.gradebook import score_text
 from labplatform.courses.selectors import cohort_list_for_instructor
 
 router = Router(tags=["cohorts"])
@@ -52,8 +53,10 @@ def cohort_assignments(request: HttpRequest, cohort_id: int) -> list[AssignmentO
     "/cohorts/{cohort_id}/gradebook", response={200: GradebookOut, **ERRORS}, auth=COHORT_ADMIN
 )
 def cohort_gradebook_json(request: HttpRequest, cohort_id: int) -> GradebookOut:
-    """Each student's counted Submit per assignment: the latest graded one on
-    time, else the latest late one (late penalties are the instructor's)."""
+    """Each student's counted Submit per assignment (the latest graded one on
+    time, judged by their own window with any extension, else the latest late
+    one), its raw score and its final score: after the late policy's penalty,
+    or the instructor's override."""
     cohort = cohort_get_for_instructor(user=user_of(request), cohort_id=cohort_id)
     return cohort_gradebook(cohort=cohort)
 
@@ -72,15 +75,18 @@ def cohort_gradebook_json(request: HttpRequest, cohort_id: int) -> GradebookOut:
     },
 )
 def cohort_gradebook_csv(request: HttpRequest, cohort_id: int) -> HttpResponse:
-    """The gradebook as CSV (a blank cell: no counted Submit)."""
+    """The gradebook as CSV: final scores (after the late policy and any
+    override); a blank cell: no counted Submit."""
     cohort = cohort_get_for_instructor(user=user_of(request), cohort_id=cohort_id)
     book = cohort_gradebook(cohort=cohort)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["username", "name", *book.exercises, "total"])
     for row in book.rows:
-        scores = ["" if cell.score is None else str(cell.score) for cell in row.grades]
-        writer.writerow([_cell(row.username), _cell(row.name), *scores, str(row.total)])
+        scores = [score_text(cell.final_score) for cell in row.grades]
+        writer.writerow(
+            [_cell(row.username), _cell(row.name), *scores, score_text(row.final_total)]
+        )
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="gradebook-{cohort.slug}.csv"'
     return response

@@ -1,3 +1,13 @@
-from django.urls import URLPattern, path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list[URLPattern] = []
+from labplatform.courses.board import views
+
+urlpatterns = [
+    path("cohorts/<int:cohort_id>/", views.cohort_board, name="cohort_board"),
+    path("cohorts/<int:cohort_id>/board/cell", views.board_cell, name="board_cell"),
+    path(
+        "cohorts/<int:cohort_id>/students/<int:student_id>/",
+        views.student_work,
+        name="student_work",
+    ),
+]

@@ -1,6 +1,7 @@
-"""Create (or refresh) the demo course: one instructor, two students, one
-cohort with the whole active catalogue assigned (synced from the exercise
-folders first). Safe to run repeatedly."""
+"""Create (or refresh) the demo course: an instructor (who may also create
+courses), a teaching assistant, five students, and one cohort with the whole
+active catalogue assigned (synced from the exercise folders first). Safe to
+run repeatedly."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -23,11 +25,15 @@ DEMO_USERS = [
     ("teacher", "Tess", "Teacher", Role.INSTRUCTOR),
     ("alice", "Alice", "Archer", Role.STUDENT),
     ("bob", "Bob", "Baker", Role.STUDENT),
+    ("ta", "Theo", "Assistant", Role.TA),
+    ("carol", "Carol", "Cooper", Role.STUDENT),
+    ("dave", "Dave", "Dunn", Role.STUDENT),
+    ("erin", "Erin", "Evans", Role.STUDENT),
 ]
 
 
 class Command(BaseCommand):
-    help = "Create the demo course, cohort and accounts (teacher, alice, bob)."
+    help = "Create the demo course, cohort and accounts (teacher, ta, alice, bob, ...)."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(
@@ -68,6 +74,10 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.save()
             enrolment_set(user=user, cohort=cohort, role=role)
+            if role == Role.INSTRUCTOR:
+                user.user_permissions.add(
+                    Permission.objects.get(content_type__app_label="courses", codename="add_course")
+                )
 
         now = timezone.now()
         exercises = list(Exercise.objects.filter(is_active=True).order_by("topic", "slug"))
@@ -83,6 +93,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo course '{course.title}' ready: {len(exercises)} exercise(s) assigned; "
-                f"log in as teacher, alice or bob (password: {password})."
+                f"log in as {', '.join(username for username, *_ in DEMO_USERS)} "
+                f"(password: {password})."
             )
         )
