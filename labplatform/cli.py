@@ -163,18 +163,6 @@ def pack(sources: list[Path], artifacts: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
-def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    head = (
-        f"--{boundary}\r\n"
-        f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-        "Content-Type: application/gzip\r\n\r\n"
-    ).encode()
-    return head + data + f"\r\n--{boundary}--\r\n".encode(), (
-        f"multipart/form-data; boundary={boundary}"
-    )
-
-
 # -- commands ------------------------------------------------------------------------
 
 
@@ -227,13 +215,12 @@ def cmd_submit(client: Client, args: argparse.Namespace, out: TextIO, err: TextI
     slug = urllib.parse.quote(args.exercise, safe="")
     exercise = client.request("GET", f"/exercises/{slug}")
     archive = pack([Path(p) for p in args.paths], exercise["artifacts"])
-    body, content_type = multipart("archive", f"{args.exercise}.tar.gz", archive)
     print(f"Uploading {len(archive)} bytes for {exercise['title']}…", file=err, flush=True)
     attempt = client.request(
         "POST",
         f"/exercises/{slug}/submissions",
-        body=body,
-        content_type=content_type,
+        body=archive,  # the tar.gz as the body: no multipart framing to get wrong
+        content_type="application/gzip",
         headers={"Idempotency-Key": args.idempotency_key or str(uuid.uuid4())},
     )
     if not args.wait:

@@ -10,13 +10,13 @@ from ninja import NinjaAPI
 
 from labplatform.api.auth import TokenRateThrottle
 from labplatform.api.errors import PROBLEM_CONTENT_TYPE, install_handlers, problem_response
-from labplatform.api.routers import attempts, cohorts, exercises, labs
+from labplatform.api.routers import attempts, cohorts, exercises, labs, webhooks
 
 DESCRIPTION = """\
 KernelLab's API for grading pipelines, LMS bridges and scripts.
 
 Authenticate with a token from your settings page: `Authorization: Bearer klab_…`.
-Each token carries scopes (`read`, `labs`, `submit`, `cohort-admin`).
+Each token carries scopes (`read`, `labs`, `submit`, `cohort-admin`, `webhooks`).
 Errors are RFC 9457 problem details (`application/problem+json`) with a stable
 `code`. Creates accept an `Idempotency-Key`. Lists are paginated with `limit`
 and `offset`. Too many requests get 429 with `Retry-After`.
@@ -56,6 +56,7 @@ api.add_router("", exercises.router)
 api.add_router("", labs.router)
 api.add_router("", attempts.router)
 api.add_router("", cohorts.router)
+api.add_router("", webhooks.router)
 
 
 def not_found(request: HttpRequest, path: str) -> HttpResponse:

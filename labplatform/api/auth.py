@@ -39,6 +39,7 @@ READ = TokenAuth(Scope.READ)
 LABS = TokenAuth(Scope.LABS)
 SUBMIT = TokenAuth(Scope.SUBMIT)
 COHORT_ADMIN = TokenAuth(Scope.COHORT_ADMIN)
+WEBHOOKS = TokenAuth(Scope.WEBHOOKS)
 
 
 def token_of(request: HttpRequest) -> ApiToken:

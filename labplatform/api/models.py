@@ -20,6 +20,9 @@ class Scope(models.TextChoices):
     LABS = "labs", "Labs: start, stop, resume, reset, destroy"
     SUBMIT = "submit", "Submit: check and submit work"
     COHORT_ADMIN = "cohort-admin", "Cohort admin: rosters and gradebooks of cohorts you teach"
+    # Apart from read: a registered URL keeps receiving events after the token
+    # that made it is revoked, so making one is a right of its own.
+    WEBHOOKS = "webhooks", "Webhooks: register, test and remove your webhooks"
 
 
 class ApiToken(models.Model):
@@ -101,6 +104,7 @@ class WebhookEndpoint(models.Model):
         related_name="webhook_endpoints",
     )
     url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True, help_text="what it is for")
     events = models.JSONField(default=default_events, help_text="values of WebhookEvent")
     # Standard Webhooks: "whsec_" + base64 of the key; shown to the owner once.
     secret = models.CharField(max_length=100)

@@ -26,6 +26,7 @@ from labplatform.api.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from labplatform.api.ssrf import UnsafeWebhookUrl, webhook_url_check
 from labplatform.courses.models import Cohort
 from labplatform.courses.selectors import user_is_instructor_of
 
@@ -104,21 +105,43 @@ def webhook_endpoint_create(
     url: str,
     cohort: Cohort | None = None,
     events: Iterable[WebhookEvent] = (WebhookEvent.ATTEMPT_FINISHED,),
+    description: str = "",
 ) -> WebhookEndpoint:
     """Register a URL for the user's own attempts (and lab VMs, if asked) or,
-    for an instructor of ``cohort``, for every attempt made in that cohort."""
+    for an instructor of ``cohort``, for every attempt made in that cohort.
+    The URL must lead to a public receiver (labplatform.api.ssrf)."""
     if cohort is not None and not user_is_instructor_of(user=user, cohort=cohort):
         raise ApiError(404, "not_found", "No such cohort.")
     chosen = sorted({WebhookEvent(e).value for e in events})
     if not chosen or not set(chosen) <= {e.value for e in SUBSCRIBABLE}:
         raise ApiError(422, "no_event", "Choose the events this webhook receives.")
+    try:
+        webhook_url_check(url)
+    except UnsafeWebhookUrl as exc:
+        raise ApiError(422, "webhook_url_refused", exc.message) from exc
     return WebhookEndpoint.objects.create(
-        owner=user, cohort=cohort, url=url, events=chosen, secret=new_webhook_secret()
+        owner=user,
+        cohort=cohort,
+        url=url,
+        description=description.strip(),
+        events=chosen,
+        secret=new_webhook_secret(),
     )
 
 
 def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     endpoint.delete()
+
+
+def webhook_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """A test event (the 'send a test event' button), delivered and logged
+    like any other event."""
+    [delivery] = webhook_emit(
+        endpoints=[endpoint],
+        event_type=WebhookEvent.PING,
+        data={"message": "A test event from KernelLab.", "endpoint": endpoint.url},
+    )
+    return delivery
 
 
 def webhook_emit(

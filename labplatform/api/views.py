@@ -35,7 +35,12 @@ class TokenForm(forms.Form):
 
 
 class WebhookForm(forms.Form):
-    url = forms.URLField(max_length=500, assume_scheme="https")
+    url = forms.URLField(
+        max_length=500,
+        assume_scheme="https",
+        help_text="A public http(s) receiver; redirects are not followed",
+    )
+    description = forms.CharField(max_length=200, required=False)
     events = forms.MultipleChoiceField(
         choices=[(e.value, e.label) for e in SUBSCRIBABLE],
         initial=[WebhookEvent.ATTEMPT_FINISHED.value],
@@ -132,12 +137,17 @@ def webhook_create(request: HttpRequest) -> HttpResponse:
     form = WebhookForm(request.POST, user=user)
     if not form.is_valid():
         return _page(request, webhook_form=form)
-    endpoint = services.webhook_endpoint_create(
-        user=user,
-        url=form.cleaned_data["url"],
-        cohort=form.cleaned_data["cohort"],
-        events=[WebhookEvent(e) for e in form.cleaned_data["events"]],
-    )
+    try:
+        endpoint = services.webhook_endpoint_create(
+            user=user,
+            url=form.cleaned_data["url"],
+            cohort=form.cleaned_data["cohort"],
+            events=[WebhookEvent(e) for e in form.cleaned_data["events"]],
+            description=form.cleaned_data["description"],
+        )
+    except ApiError as exc:
+        form.add_error("url" if exc.code == "webhook_url_refused" else None, exc.detail)
+        return _page(request, webhook_form=form)
     return _page(request, new_webhook_secret=endpoint.secret)
 
 
@@ -154,11 +164,7 @@ def webhook_delete(request: HttpRequest, endpoint_id: int) -> HttpResponse:
 @require_POST
 def webhook_test(request: HttpRequest, endpoint_id: int) -> HttpResponse:
     endpoint = selectors.webhook_endpoint_get_for_user(user=_user(request), endpoint_id=endpoint_id)
-    services.webhook_emit(
-        endpoints=[endpoint],
-        event_type=WebhookEvent.PING,
-        data={"message": "A test event from KernelLab.", "endpoint": endpoint.url},
-    )
+    services.webhook_send_test(endpoint=endpoint)
     messages.success(request, "A test event is on its way; its delivery appears below.")
     return redirect("api_settings")
 

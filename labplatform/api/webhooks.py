@@ -9,14 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 
 from labplatform.api.models import WebhookDelivery
+from labplatform.api.ssrf import UnsafeWebhookUrl, open_connection
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the spec's marker, not a secret)
 TIMEOUT_SECONDS = 10
@@ -56,8 +55,9 @@ class TryOutcome:
 
 
 def post_once(delivery: WebhookDelivery) -> TryOutcome:
-    """POST the event, freshly signed (the timestamp is the try's), and say
-    what came back. Never raises for what the receiver does."""
+    """POST the event, freshly signed (the timestamp is the try's), to a
+    checked public address (labplatform.api.ssrf), and say what came back.
+    A redirect is not followed. Never raises for what the receiver does."""
     endpoint = delivery.endpoint
     body = body_of(delivery)
     headers = {
@@ -65,18 +65,27 @@ def post_once(delivery: WebhookDelivery) -> TryOutcome:
         "User-Agent": USER_AGENT,
         **signed_headers(endpoint.secret, delivery.event_id, body),
     }
-    if urllib.parse.urlsplit(endpoint.url).scheme not in ("http", "https"):
-        return TryOutcome(None, "only http and https URLs receive webhooks")
-    # The scheme was checked just above.
-    request = urllib.request.Request(endpoint.url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-            status = int(response.status)
-    except urllib.error.HTTPError as exc:
-        return TryOutcome(exc.code, f"the receiver answered {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return TryOutcome(None, f"could not reach the receiver: {reason}")
+        connection, path = open_connection(endpoint.url, timeout=TIMEOUT_SECONDS)
+    except UnsafeWebhookUrl as exc:
+        return TryOutcome(None, f"refused: {exc.message}")
+    except OSError as exc:  # the name does not resolve
+        return TryOutcome(None, f"could not reach the receiver: {exc}")
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        status = connection.getresponse().status
+    except UnsafeWebhookUrl as exc:  # the peer turned out not to be public
+        return TryOutcome(None, f"refused: {exc.message}")
+    except (OSError, http.client.HTTPException) as exc:
+        return TryOutcome(None, f"could not reach the receiver: {exc}")
+    finally:
+        connection.close()
     if 200 <= status < 300:
         return TryOutcome(status, "")
+    if 300 <= status < 400:
+        return TryOutcome(
+            status,
+            f"the receiver answered {status}, a redirect, which webhooks never follow: "
+            "register the final URL",
+        )
     return TryOutcome(status, f"the receiver answered {status}")

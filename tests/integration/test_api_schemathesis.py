@@ -17,8 +17,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis.core.result import Ok
 
+from labplatform.api.models import WebhookEndpoint
+from labplatform.api.services import webhook_endpoint_create
 from tests.conftest import World, exercise_version_for
 from tests.support.api import alice_lab_and_attempt, token_for
+from tests.support.dns import PUBLIC_ADDRESS, fake_dns
 
 # "Schema-valid data must be accepted" cannot hold for this API: a schema
 # cannot say "a tar.gz the exercise accepts" or "a VM that is running", and
@@ -39,17 +42,31 @@ def quiet_api() -> Iterator[None]:
 
 @pytest.mark.django_db(transaction=True)
 def test_no_server_error_and_no_schema_violation(
-    world: World, live_server: Any, quiet_api: None, settings: Any
+    world: World,
+    live_server: Any,
+    quiet_api: None,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.API_RATE_LIMIT = "100000/min"
     exercise_version_for(world.hello.exercise)
     vm, attempt = alice_lab_and_attempt(world)  # something to find
+    fake_dns(monkeypatch, {"hooks.example.org": PUBLIC_ADDRESS})
+
+    def alices_webhook() -> int:
+        """Alice's webhook, made again once a DELETE case removed it."""
+        existing = WebhookEndpoint.objects.filter(owner=world.alice).first()
+        if existing is None:
+            existing = webhook_endpoint_create(user=world.alice, url="https://hooks.example.org/")
+        return existing.pk
+
     # Half of the cases aim at things that exist (random slugs and ids are all 404).
     real = {
         "slug": "hello-module",
         "vm_id": str(vm.pk),
         "attempt_id": attempt.pk,
         "cohort_id": world.autumn.pk,
+        "webhook_id": alices_webhook(),
     }
     alice = {"Authorization": f"Bearer {token_for(world.alice)}"}
     tess = {"Authorization": f"Bearer {token_for(world.tess)}"}  # teaches autumn
@@ -70,6 +87,7 @@ def test_no_server_error_and_no_schema_violation(
         )
         def run(case: Any, aim: bool) -> None:
             if aim and case.path_parameters:
+                real["webhook_id"] = alices_webhook()
                 case.path_parameters = {name: real[name] for name in case.path_parameters}
             headers = tess if "/cohorts" in case.path else alice
             if case.headers and "Idempotency-Key" in case.headers:
@@ -93,6 +111,10 @@ def test_no_server_error_and_no_schema_violation(
     assert 200 in answered["GET /api/v1/cohorts/{cohort_id}/gradebook.csv"]
     assert 409 in answered["POST /api/v1/labs/{vm_id}/resume"]  # a real VM, not stopped
     assert 422 in answered["POST /api/v1/exercises/{slug}/submissions"]
+    assert 200 in answered["GET /api/v1/webhooks/{webhook_id}/deliveries"]
+    assert 202 in answered["POST /api/v1/webhooks/{webhook_id}/test"]
+    assert 204 in answered["DELETE /api/v1/webhooks/{webhook_id}"]
+    assert 422 in answered["POST /api/v1/webhooks"]
     print({label: sorted(codes) for label, codes in answered.items()})
 
 

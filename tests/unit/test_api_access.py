@@ -13,11 +13,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from labplatform.api.models import ApiToken, Scope
-from labplatform.api.services import token_revoke
+from labplatform.api.services import token_revoke, webhook_endpoint_create
 from tests.conftest import World
 from tests.support.api import ApiClient, alice_lab_and_attempt, tar_gz, token_for
+from tests.support.dns import PUBLIC_ADDRESS, fake_dns
 
-# (method, path, the scope it needs); {vm}, {attempt}, {cohort} are alice's / autumn.
+HOOK = "https://hooks.example.org/kernellab"
+
+# (method, path, the scope it needs); {vm}, {attempt}, {webhook} are alice's, {cohort} autumn.
 ENDPOINTS = [
     ("GET", "/exercises", Scope.READ),
     ("GET", "/exercises/hello-module", Scope.READ),
@@ -38,14 +41,22 @@ ENDPOINTS = [
     ("GET", "/cohorts/{cohort}/assignments", Scope.COHORT_ADMIN),
     ("GET", "/cohorts/{cohort}/gradebook", Scope.COHORT_ADMIN),
     ("GET", "/cohorts/{cohort}/gradebook.csv", Scope.COHORT_ADMIN),
+    ("GET", "/webhooks", Scope.READ),
+    ("POST", "/webhooks", Scope.WEBHOOKS),
+    ("GET", "/webhooks/{webhook}", Scope.READ),
+    ("DELETE", "/webhooks/{webhook}", Scope.WEBHOOKS),
+    ("GET", "/webhooks/{webhook}/deliveries", Scope.READ),
+    ("POST", "/webhooks/{webhook}/test", Scope.WEBHOOKS),
 ]
 IDS = [f"{method} {path}" for method, path, _ in ENDPOINTS]
 
 
 @pytest.fixture
-def things(world: World) -> dict[str, Any]:
+def things(world: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     vm, attempt = alice_lab_and_attempt(world)
-    return {"vm": vm.pk, "attempt": attempt.pk, "cohort": world.autumn.pk}
+    fake_dns(monkeypatch, {"hooks.example.org": PUBLIC_ADDRESS})
+    webhook = webhook_endpoint_create(user=world.alice, url=HOOK)
+    return {"vm": vm.pk, "attempt": attempt.pk, "cohort": world.autumn.pk, "webhook": webhook.pk}
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +70,8 @@ def call(client: ApiClient, method: str, path: str, things: dict[str, Any]) -> A
     body: dict[str, Any] = {}
     if path.endswith("/attempts"):
         body = {"data": {"kind": "check"}, "content_type": "application/json"}
+    elif method == "POST" and path == "/webhooks":
+        body = {"data": {"url": HOOK}, "content_type": "application/json"}
     elif path.endswith("/submissions"):
         archive = tar_gz({"root/work/hello.c": b"int x;\n"})
         body = {"data": {"archive": SimpleUploadedFile("work.tar.gz", archive)}}
@@ -155,6 +168,10 @@ OWNED = [
     ("GET", "/cohorts/{cohort}/assignments", Scope.COHORT_ADMIN),
     ("GET", "/cohorts/{cohort}/gradebook", Scope.COHORT_ADMIN),
     ("GET", "/cohorts/{cohort}/gradebook.csv", Scope.COHORT_ADMIN),
+    ("GET", "/webhooks/{webhook}", Scope.READ),
+    ("DELETE", "/webhooks/{webhook}", Scope.WEBHOOKS),
+    ("GET", "/webhooks/{webhook}/deliveries", Scope.READ),
+    ("POST", "/webhooks/{webhook}/test", Scope.WEBHOOKS),
 ]
 
 

@@ -53,10 +53,23 @@ def test_every_create_documents_the_idempotency_key(document: dict[str, Any]) ->
         for label, op in operations(document)
         if label.startswith("POST") and label.split("/")[-1] not in actions
     ]
-    assert len(creates) == 4  # lab, attempt, upload, regrade
+    # lab, attempt, upload, regrade, webhook, webhook test event
+    assert len(creates) == 6, [label for label, _ in creates]
     for label, operation in creates:
         names = [p["name"] for p in operation.get("parameters", [])]
         assert "Idempotency-Key" in names, label
+
+
+def test_the_upload_documents_both_request_bodies(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v1/exercises/{slug}/submissions"]["post"]
+    content = operation["requestBody"]["content"]
+    assert content["application/gzip"]["schema"] == {"type": "string", "format": "binary"}
+    form = content["multipart/form-data"]["schema"]
+    assert form["required"] == ["archive"]
+    assert form["properties"]["archive"]["format"] == "binary"
+    assert operation["requestBody"]["required"] is True
+    for status in ("413", "415"):
+        assert list(operation["responses"][status]["content"]) == ["application/problem+json"]
 
 
 def test_interactive_docs_are_served(world: World) -> None:

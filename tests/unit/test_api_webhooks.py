@@ -30,6 +30,13 @@ from tests.support.api import alice_lab_and_attempt
 from vms.models import LabVM, VMKind, VMState
 
 
+@pytest.fixture(autouse=True)
+def local_receivers_allowed(settings: Any) -> None:
+    """These tests deliver to receivers on 127.0.0.1, which a deployment
+    refuses by default (tests/unit/test_webhook_ssrf.py proves it)."""
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+
+
 @dataclass
 class Receiver:
     """An HTTP receiver on 127.0.0.1 that answers 500 to its first

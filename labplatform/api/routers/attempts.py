@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from ninja import File, Query, Router, Status
-from ninja.files import UploadedFile
+from ninja import Query, Router, Status
 
 from exercises import selectors as exercise_selectors
 from exercises import services as exercise_services
 from exercises.models import Attempt, AttemptKind, AttemptStatus
+from labplatform.api import uploads
 from labplatform.api.auth import COHORT_ADMIN, READ, SUBMIT, user_of
-from labplatform.api.errors import ApiError
 from labplatform.api.routers.common import (
     CREATE_ERRORS,
     ERRORS,
@@ -53,30 +51,22 @@ def attempt_create(request: HttpRequest, slug: str, body: AttemptIn) -> Status[A
 
 @router.post(
     "/exercises/{slug}/submissions",
-    response={202: AttemptOut, 413: Problem, **CREATE_ERRORS},
+    response={202: AttemptOut, 413: Problem, 415: Problem, **CREATE_ERRORS},
     auth=SUBMIT,
-    openapi_extra=IDEMPOTENT,
+    openapi_extra={**IDEMPOTENT, "requestBody": uploads.REQUEST_BODY},
 )
-def submission_upload(
-    request: HttpRequest, slug: str, archive: File[UploadedFile]
-) -> Status[AttemptOut]:
-    """A Submit of uploaded files, no lab VM needed: ``archive`` is a tar.gz
-    whose members are the exercise's artifact paths without the leading
-    slash (``root/hello/hello.c``). The files pass the same rules as files
-    collected from a VM (regular files only, the declared names, size and
-    count caps, the exercise's validator) and are graded in a clean guest."""
+def submission_upload(request: HttpRequest, slug: str) -> Status[AttemptOut]:
+    """A Submit of uploaded files, no lab VM needed: a tar.gz whose members
+    are the exercise's artifact paths without the leading slash
+    (``root/hello/hello.c``), sent as the body (``Content-Type:
+    application/gzip``) or as the ``archive`` file of a multipart form. The
+    files pass the same rules as files collected from a VM (regular files
+    only, the declared names, size and count caps, the exercise's
+    validator) and are graded in a clean guest."""
     user = user_of(request)
     assignment = assignment_get_for_student(user=user, exercise_slug=slug)
-    if archive.size is not None and archive.size > settings.API_UPLOAD_MAX_BYTES:
-        raise ApiError(
-            413,
-            "upload_too_large",
-            f"The archive is {archive.size} bytes; the limit is "
-            f"{settings.API_UPLOAD_MAX_BYTES} bytes.",
-        )
-    raw = archive.read(settings.API_UPLOAD_MAX_BYTES + 1)
     attempt = exercise_services.attempt_submit_files(
-        user=user, assignment=assignment, raw_archive=raw
+        user=user, assignment=assignment, raw_archive=uploads.uploaded_archive(request)
     )
     return Status(202, _reloaded(attempt))
 
