@@ -32,6 +32,7 @@ def vm_event_payload(vm: LabVM, **extra: Any) -> dict[str, Any]:
         "state_label": vm.get_state_display(),
         "progress": vm.progress,
         "error": vm.error_message or None,
+        "crash_log": vm.crash_log or None,
         **extra,
     }
 

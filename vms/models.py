@@ -51,6 +51,8 @@ class VMState(models.TextChoices):
     DESTROYING = "destroying", "Destroying"
     DESTROYED = "destroyed", "Destroyed"
     FAILED = "failed", "Failed"
+    # The guest's kernel panicked: the guest is off, its disk kept for Restart.
+    CRASHED = "crashed", "Crashed"
 
 
 # States in which a guest occupies memory and CPU on its host.
@@ -71,7 +73,7 @@ TRANSITIONAL_STATES = (
     VMState.DESTROYING,
 )
 # States in which the VM still exists in some form (a domain, an overlay).
-LIVE_STATES = (*ACTIVE_STATES, VMState.STOPPED, VMState.DESTROYING)
+LIVE_STATES = (*ACTIVE_STATES, VMState.STOPPED, VMState.CRASHED, VMState.DESTROYING)
 
 
 class VMKind(models.TextChoices):
@@ -108,6 +110,9 @@ class LabVM(models.Model):
     progress = models.CharField(max_length=200, blank=True, help_text="last step reported")
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
+    crash_log = models.TextField(
+        blank=True, help_text="the console's last lines when the guest's kernel crashed"
+    )
     image_hash = models.CharField(max_length=64, blank=True)
     # The libvirt identity, fixed when the guest first boots: a guest restored
     # from the warm pool keeps the name and uuid it was saved with.

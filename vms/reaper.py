@@ -5,7 +5,9 @@ and libvirt agree.
 - a step whose worker process died (SIGKILL, OOM, host reboot) is finished
   from what libvirt shows, or failed with a reason;
 - domains carrying our metadata but no live row are destroyed with their
-  files; live rows whose domain vanished become FAILED.
+  files; live rows whose domain vanished become FAILED;
+- running rows whose guest's kernel panicked become CRASHED (vms.crashes),
+  if the panic watcher missed it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from vms import lifecycle, pool, sandbox
+from vms.crashes import vm_crashed
 from vms.events import publish_vm_event
 from vms.hypervisor.agent import GuestAgent
 from vms.hypervisor.errors import HypervisorError
@@ -157,9 +160,20 @@ def reconcile(host: Host) -> None:
                 log.error("reaper: could not remove %s: %s", guest.name, exc.message)
                 continue
             vm_files_remove(Path(settings.VM_DIR) / vm_id)
+    # Running rows whose guest's kernel panicked (missed by the panic watcher).
+    for vm_id, vm in live_rows.items():
+        found = ours.get(vm_id)
+        if vm.state == VMState.RUNNING and found is not None:
+            try:
+                panicked = found.ended_by_panic()
+            except HypervisorError as exc:
+                log.error("reaper: cannot read the state of %s: %s", found.name, exc.message)
+                continue
+            if panicked:
+                vm_crashed(domain_uuid=found.uuid)
     # Live rows whose domain is gone.
     for vm_id, vm in live_rows.items():
-        if vm.state in (VMState.RUNNING, VMState.STOPPED) and vm_id not in ours:
+        if vm.state in (VMState.RUNNING, VMState.STOPPED, VMState.CRASHED) and vm_id not in ours:
             lifecycle.fail(
                 vm,
                 "domain_missing",

@@ -18,14 +18,14 @@ def load_compose() -> dict[str, Any]:
     return data
 
 
-def test_compose_has_the_five_services() -> None:
+def test_compose_has_the_six_services() -> None:
     services = load_compose()["services"]
-    assert set(services) == {"web", "worker", "beat", "redis", "postgres"}
+    assert set(services) == {"web", "worker", "watcher", "beat", "redis", "postgres"}
 
 
 def test_app_services_share_one_image_and_reach_redis_and_postgres() -> None:
     services = load_compose()["services"]
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "watcher", "beat"):
         service = services[name]
         assert service["image"] == "kernellab:latest"
         assert service["build"]["dockerfile"] == "labplatform/ops/Dockerfile"

@@ -51,7 +51,7 @@ class Guest:
 
     def state(self) -> GuestState:
         """SHUTOFF also for a transient domain that is gone (destroyed, or
-        ended by a guest kernel panic: on_crash is destroy)."""
+        ended by a guest kernel panic: on_crash is destroy; see ended_by_panic)."""
         try:
             state, _reason = self.domain.state()
         except libvirt.libvirtError as exc:
@@ -59,6 +59,19 @@ class Guest:
                 return GuestState.SHUTOFF
             raise GuestOperationFailed(f"reading the state of {self.name} failed: {exc}") from exc
         return _STATES.get(state, GuestState.OTHER)
+
+    def ended_by_panic(self) -> bool:
+        """Whether the guest's kernel panicked: QEMU's pvpanic device told
+        libvirt, which (on_crash is destroy) shut the guest off for it."""
+        try:
+            state, reason = self.domain.state()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise GuestOperationFailed(f"reading the state of {self.name} failed: {exc}") from exc
+        return state == libvirt.VIR_DOMAIN_CRASHED or (
+            state == libvirt.VIR_DOMAIN_SHUTOFF and reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
+        )
 
     def is_running(self) -> bool:
         return self.state() in (GuestState.RUNNING, GuestState.PAUSED, GuestState.SHUTTING_DOWN)

@@ -6,6 +6,7 @@
   if (!panel) return;
   const stateEl = panel.querySelector("[data-testid=vm-state]");
   const progressEl = panel.querySelector("[data-testid=vm-progress]");
+  const crashEl = panel.querySelector("[data-testid=vm-crash-log]");
   const csrf = panel.querySelector("input[name=csrfmiddlewaretoken]").value;
 
   // Which buttons make sense in which state.
@@ -13,7 +14,7 @@
     none: ["start"], destroyed: ["start"], failed: ["start", "reset", "destroy"],
     requested: ["destroy"], provisioning: ["destroy"], resuming: ["destroy"], resetting: ["destroy"],
     running: ["stop", "reset", "destroy"], stopping: [], stopped: ["start", "reset", "destroy"],
-    destroying: [],
+    destroying: [], crashed: ["start", "reset", "destroy"],
   };
   const BUSY = ["requested", "provisioning", "stopping", "resuming", "resetting", "destroying"];
 
@@ -21,8 +22,13 @@
     return "/vms/" + panel.dataset.vm + "/" + action;
   }
 
-  function render(state, label, text) {
+  function render(state, label, text, crashLog) {
     panel.dataset.state = state;
+    if (crashEl) {
+      // The console's last lines when the kernel crashed (what the student needs to see).
+      if (crashLog !== undefined) crashEl.textContent = crashLog || "";
+      crashEl.hidden = state !== "crashed" || !crashEl.textContent;
+    }
     stateEl.textContent = label;
     progressEl.textContent = text || "";
     panel.classList.toggle("is-busy", BUSY.includes(state));
@@ -31,7 +37,8 @@
       const action = form.dataset.action;
       form.hidden = !allowed.includes(action) || (action !== "start" && !panel.dataset.vm);
       if (action === "start") {
-        form.querySelector("button").textContent = state === "stopped" ? "Resume lab" : "Start lab";
+        const labels = { stopped: "Resume lab", crashed: "Restart lab" };
+        form.querySelector("button").textContent = labels[state] || "Start lab";
       } else if (panel.dataset.vm) {
         form.action = vmUrl(action);
       }
@@ -41,8 +48,8 @@
 
   function apply(event) {
     if (event.vm) panel.dataset.vm = event.vm;
-    const text = event.state === "failed" ? event.error : event.progress;
-    render(event.state, event.state_label, text);
+    const text = event.state === "failed" || event.state === "crashed" ? event.error : event.progress;
+    render(event.state, event.state_label, text, event.crash_log);
   }
 
   panel.addEventListener("submit", async function (e) {

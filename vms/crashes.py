@@ -1,0 +1,68 @@
+"""A lab guest whose kernel panicked: say so to its student within seconds.
+
+The panic watcher (manage.py watch_host, vms.hypervisor.watch) calls
+vm_crashed on libvirt's lifecycle event; the reaper calls it too for any
+guest it finds ended by a panic, so that a crash missed while the watcher
+was down is never left "Running". The VM keeps its disk: the student can
+Restart it (the same disk, booted again) or Reset it (a fresh disk).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from vms.events import publish_vm_event
+from vms.lifecycle import vm_files
+from vms.models import LabVM, VMKind, VMState
+
+log = logging.getLogger(__name__)
+
+CRASH_LOG_LINES = 40
+_TAIL_BYTES = 64 * 1024
+# Terminal escapes and control characters other than newline and tab.
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+
+CRASH_MESSAGE = (
+    "The guest's kernel crashed (a kernel panic), so the VM stopped. Its disk is kept: "
+    "Restart boots it again as it was, Reset gives you a fresh disk."
+)
+
+
+def console_tail(path: object, lines: int = CRASH_LOG_LINES) -> str:
+    """The last lines the guest printed on its kernel console, as text."""
+    try:
+        with open(str(path), "rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - _TAIL_BYTES))
+            raw = handle.read()
+    except FileNotFoundError:
+        return ""
+    text = _CONTROL.sub("", raw.decode("utf-8", errors="replace").replace("\r", ""))
+    return "\n".join(text.rstrip("\n").split("\n")[-lines:])
+
+
+def vm_crashed(*, domain_uuid: str) -> LabVM | None:
+    """Mark the running lab VM of this domain CRASHED with its console's last
+    lines; None if the domain is no running lab VM of ours (a pool or grading
+    guest, a VM already stopped or gone)."""
+    vm = (
+        LabVM.objects.filter(domain_uuid=domain_uuid, kind=VMKind.LAB, state=VMState.RUNNING)
+        .select_related("host", "exercise", "owner")
+        .first()
+    )
+    if vm is None:
+        return None
+    tail = console_tail(vm_files(vm).kernel_log)
+    if not vm.transition(
+        VMState.RUNNING,
+        VMState.CRASHED,
+        progress="Crashed",
+        error_code="kernel_panic",
+        error_message=CRASH_MESSAGE,
+        crash_log=tail,
+    ):
+        return None
+    log.warning("VM %s: the guest's kernel panicked", vm.id)
+    publish_vm_event(vm)
+    return vm
