@@ -85,6 +85,11 @@ class Enrolment(models.Model):
     )
     cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="enrolments")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.STUDENT)
+    student_number = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="the university's id of the student (roster import), exported in the gradebook",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -16,7 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from exercises.models import Attempt, AttemptKind, AttemptStatus, SubmittedFiles
 from labplatform.api.models import Scope
 from labplatform.courses.services import assignment_set
-from tests.conftest import World, exercise_version_for, make_exercise
+from tests.conftest import World, client_for, exercise_version_for, make_exercise
 from tests.support.api import ApiClient, alice_lab_and_attempt, api_as, tar_gz
 from vms.models import LabVM, VMState
 
@@ -306,6 +306,17 @@ def test_gradebook_csv(world: World) -> None:
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows == [
-        ["username", "name", "hello-module", "total"],
-        ["alice", "'=HYPERLINK()", "60", "60"],
+        [
+            "Username",
+            "Email",
+            "Last name",
+            "First name",
+            "Student ID",
+            "Hello, kernel module [hello-module]",
+            "Total",
+        ],
+        ["alice", "alice@example.org", "", "'=HYPERLINK()", "", "60", "60"],
     ]
+    # The page's download says the same.
+    page = client_for(world.tess).get(f"/teach/cohorts/{world.autumn.pk}/gradebook.csv")
+    assert page.content == response.content

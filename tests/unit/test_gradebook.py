@@ -131,6 +131,9 @@ EXPECTED = {
 
 
 def test_the_csv_says_what_attempts_policy_and_overrides_say(book: Book) -> None:
+    numbers = {"ann": "S-1001", "ben": "=1+1"}  # the second one a spreadsheet would run
+    for username, number in numbers.items():
+        Enrolment.objects.filter(user__username=username).update(student_number=number)
     response = client_for(book.world.tess).get(
         f"/teach/cohorts/{book.world.autumn.pk}/gradebook.csv"
     )
@@ -147,7 +150,8 @@ def test_the_csv_says_what_attempts_policy_and_overrides_say(book: Book) -> None
     assert [r[0] for r in rows[1:]] == list(EXPECTED)
     for row in rows[1:]:
         user = User.objects.get(username=row[0])
-        assert row[1:5] == [user.email, user.last_name, user.first_name, str(user.pk)]
+        number = {"ann": "S-1001", "ben": "'=1+1"}.get(user.username, "")
+        assert row[1:5] == [user.email, user.last_name, user.first_name, number]
         assert tuple(row[5:]) == EXPECTED[row[0]], row[0]
 
 

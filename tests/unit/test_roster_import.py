@@ -233,3 +233,27 @@ def test_an_archived_cohort_refuses_an_import(world: World) -> None:
     response = upload(client_for(world.tess), world, GOOD, follow=True)
     assert "is archived" in response.content.decode()
     assert snapshot() == before
+
+
+def test_the_student_ids_reach_the_gradebook_and_a_later_file_adds_missing_ones(
+    world: World,
+) -> None:
+    tess = client_for(world.tess)
+    upload(tess, world, "Email;SIS User ID\nada@example.edu;20250001\ngrace@example.edu;\n")
+    # The same class list a week later, now with Grace's id (and alice, linked).
+    later = "Email,SIS User ID\nada@example.edu,20250001\ngrace@example.edu,20250002\n"
+    upload(tess, world, later + "alice@example.org,20249999\n")
+    numbers = dict(
+        Enrolment.objects.filter(cohort=world.autumn).values_list("user__email", "student_number")
+    )
+    assert numbers["ada@example.edu"] == "20250001"
+    assert numbers["grace@example.edu"] == "20250002"
+    assert numbers["alice@example.org"] == "20249999"
+    rows = tess.get(reverse("gradebook_csv", args=[world.autumn.pk])).content.decode().splitlines()
+    assert rows[0].split(",")[4] == "Student ID"
+    by_email = {row.split(",")[1]: row.split(",")[4] for row in rows[1:]}
+    assert by_email == {
+        "ada@example.edu": "20250001",
+        "grace@example.edu": "20250002",
+        "alice@example.org": "20249999",
+    }

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router
 
@@ -12,15 +9,10 @@ from labplatform.api.auth import COHORT_ADMIN, user_of
 from labplatform.api.routers.common import ERRORS, Page, PageParams, paginate
 from labplatform.api.schemas import AssignmentOut, CohortOut, GradebookOut, MemberOut
 from labplatform.api.selectors import cohort_get_for_instructor, cohort_gradebook, cohort_members
-from labplatform.courses.grades.gradebook import score_text
+from labplatform.courses.grades.gradebook import gradebook_csv_text, gradebook_for_cohort
 from labplatform.courses.selectors import cohort_list_for_instructor
 
 router = Router(tags=["cohorts"])
-
-
-def _cell(text: str) -> str:
-    """Text a spreadsheet will not run as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @router.get("/cohorts", response={200: Page[CohortOut], **ERRORS}, auth=COHORT_ADMIN)
@@ -75,18 +67,12 @@ def cohort_gradebook_json(request: HttpRequest, cohort_id: int) -> GradebookOut:
     },
 )
 def cohort_gradebook_csv(request: HttpRequest, cohort_id: int) -> HttpResponse:
-    """The gradebook as CSV: final scores (after the late policy and any
-    override); a blank cell: no counted Submit."""
+    """The gradebook as CSV, exactly as the gradebook page downloads it:
+    Username, Email, Last name, First name, Student ID, one column per
+    assignment ("<title> [<slug>]") with the final score (after the late
+    policy, extensions and overrides; blank: no counted Submit), Total."""
     cohort = cohort_get_for_instructor(user=user_of(request), cohort_id=cohort_id)
-    book = cohort_gradebook(cohort=cohort)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["username", "name", *book.exercises, "total"])
-    for row in book.rows:
-        scores = [score_text(cell.final_score) for cell in row.grades]
-        writer.writerow(
-            [_cell(row.username), _cell(row.name), *scores, score_text(row.final_total)]
-        )
-    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    text = gradebook_csv_text(gradebook_for_cohort(cohort=cohort))
+    response = HttpResponse(text, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="gradebook-{cohort.slug}.csv"'
     return response

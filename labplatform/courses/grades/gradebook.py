@@ -10,6 +10,8 @@ cohort's size: attempts, extensions and overrides are fetched per cohort.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,6 +72,7 @@ class Row:
     student: User
     cells: list[Cell]  # in assignment order
     total: Decimal
+    student_number: str = ""  # the university's id, from the roster (Enrolment)
 
 
 @dataclass(frozen=True)
@@ -129,9 +132,9 @@ def gradebook_for_cohort(*, cohort: Cohort, students: Iterable[int] | None = Non
     enrolments = Enrolment.objects.filter(cohort=cohort, role=Role.STUDENT).select_related("user")
     if students is not None:
         enrolments = enrolments.filter(user_id__in=list(students))
-    users = [
-        e.user for e in enrolments.order_by("user__last_name", "user__first_name", "user__username")
-    ]
+    ordered = list(enrolments.order_by("user__last_name", "user__first_name", "user__username"))
+    users = [e.user for e in ordered]
+    numbers = {e.user_id: e.student_number for e in ordered}
     user_ids = [u.pk for u in users]
     assignment_ids = [a.pk for a in assignments]
 
@@ -171,7 +174,7 @@ def gradebook_for_cohort(*, cohort: Cohort, students: Iterable[int] | None = Non
             for assignment in assignments
         ]
         total = sum((c.final_score for c in cells if c.final_score is not None), Decimal(0))
-        rows.append(Row(student=user, cells=cells, total=total))
+        rows.append(Row(student=user, cells=cells, total=total, student_number=numbers[user.pk]))
     return Gradebook(cohort=cohort, assignments=assignments, rows=rows)
 
 
@@ -200,3 +203,40 @@ def score_text(score: Decimal | float | None) -> str:
     value = Decimal(str(score)).quantize(CENT)
     text = f"{value:f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def column_title(assignment: Assignment) -> str:
+    return f"{assignment.exercise.title} [{assignment.exercise.slug}]"
+
+
+def spreadsheet_text(value: str) -> str:
+    """Text a spreadsheet will not run as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def gradebook_csv_rows(book: Gradebook) -> list[list[str]]:
+    header = ["Username", "Email", "Last name", "First name", "Student ID"]
+    rows = [[*header, *(column_title(a) for a in book.assignments), "Total"]]
+    for row in book.rows:
+        student = row.student
+        rows.append(
+            [
+                spreadsheet_text(student.username),
+                spreadsheet_text(student.email),
+                spreadsheet_text(student.last_name),
+                spreadsheet_text(student.first_name),
+                spreadsheet_text(row.student_number),
+                *(score_text(cell.final_score) for cell in row.cells),
+                score_text(row.total),
+            ]
+        )
+    return rows
+
+
+def gradebook_csv_text(book: Gradebook) -> str:
+    """The gradebook as CSV, for the page's download and the API alike: one
+    row per student, one column per assignment with the final score (empty:
+    nothing counted), then the total."""
+    out = io.StringIO()
+    csv.writer(out).writerows(gradebook_csv_rows(book))
+    return out.getvalue()

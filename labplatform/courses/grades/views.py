@@ -4,7 +4,6 @@ and authorises through access_cohort with the capability it needs."""
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 from django.contrib import messages
@@ -26,9 +25,9 @@ from labplatform.courses.grades import forms
 from labplatform.courses.grades.gradebook import (
     Gradebook,
     cell_of,
+    gradebook_csv_text,
     gradebook_for_cohort,
     override_history,
-    score_text,
 )
 from labplatform.courses.grades.services import (
     GradesRefused,
@@ -452,34 +451,6 @@ def gradebook(request: HttpRequest, cohort_id: int) -> HttpResponse:
     )
 
 
-def column_title(assignment: Assignment) -> str:
-    return f"{assignment.exercise.title} [{assignment.exercise.slug}]"
-
-
-def _text(value: str) -> str:
-    """Text a spreadsheet will not run as a formula."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-def gradebook_csv_rows(book: Gradebook) -> list[list[str]]:
-    header = ["Username", "Email", "Last name", "First name", "Student ID"]
-    rows = [[*header, *(column_title(a) for a in book.assignments), "Total"]]
-    for row in book.rows:
-        student = row.student
-        rows.append(
-            [
-                _text(student.username),
-                _text(student.email),
-                _text(student.last_name),
-                _text(student.first_name),
-                str(student.pk),
-                *(score_text(cell.final_score) for cell in row.cells),
-                score_text(row.total),
-            ]
-        )
-    return rows
-
-
 @login_required
 @require_safe
 def gradebook_csv(request: HttpRequest, cohort_id: int) -> HttpResponse:
@@ -489,7 +460,7 @@ def gradebook_csv(request: HttpRequest, cohort_id: int) -> HttpResponse:
     cohort = access_cohort(user=request_user(request), cohort_id=cohort_id, need=Can.VIEW)
     book = gradebook_for_cohort(cohort=cohort)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
-    csv.writer(response).writerows(gradebook_csv_rows(book))
+    response.write(gradebook_csv_text(book))
     name = slugify(f"{cohort.course.slug}-{cohort.slug}") or "cohort"
     stamp = timezone.now().astimezone(cohort.tzinfo).strftime("%Y%m%d")
     response["Content-Disposition"] = f'attachment; filename="gradebook-{name}-{stamp}.csv"'

@@ -10,8 +10,9 @@ do not matter; other columns are ignored):
 - ``first name`` (optional) — also: Given name, Forename, First.
 - ``last name`` (optional) — also: Surname, Family name, Last.
 - ``student id`` (optional) — also: Student number, SIS User ID, SIS ID, ID number,
-  Matriculation number. Accounts have no field for it: it is kept in the
-  import's audit entry.
+  Matriculation number. Kept with the enrolment (a later file can add it)
+  and exported in the gradebook's "Student ID" column, which LMS imports
+  match on.
 
 The file is UTF-8 (with or without a byte-order mark, as Excel's "CSV UTF-8"
 writes it), separated by commas, semicolons or tabs (detected), at most
@@ -282,7 +283,7 @@ def _by_lower(field_name: str, values: Iterable[str]) -> dict[str, list[User]]:
 class _Plan:
     create: list[Row]
     link: list[tuple[Row, User]]
-    already: list[User]
+    already: list[tuple[Row, User]]
 
 
 def _plan(*, cohort: Cohort, rows: list[Row]) -> tuple[_Plan, list[RowError]]:
@@ -314,7 +315,7 @@ def _plan(*, cohort: Cohort, rows: list[Row]) -> tuple[_Plan, list[RowError]]:
         elif not matches:
             plan.create.append(row)
         elif (role := roles.get(matches[0].pk)) == Role.STUDENT:
-            plan.already.append(matches[0])
+            plan.already.append((row, matches[0]))
         elif role is not None:
             errors.append(
                 RowError(
@@ -354,15 +355,20 @@ def roster_csv_import(*, cohort: Cohort, actor: User, data: bytes) -> ImportResu
                 )
             )
         linked = [user for _, user in plan.link]
+        enrolled = [*zip(plan.create, created, strict=True), *plan.link]
         Enrolment.objects.bulk_create(
-            Enrolment(user=user, cohort=cohort, role=Role.STUDENT) for user in created + linked
+            Enrolment(user=user, cohort=cohort, role=Role.STUDENT, student_number=row.student_id)
+            for row, user in enrolled
         )
-        result = ImportResult(created=created, linked=linked, already=plan.already)
-        student_ids = {
-            user.username: row.student_id
-            for row, user in [*zip(plan.create, created, strict=True), *plan.link]
-            if row.student_id
-        }
+        # A later export may bring the student ids an earlier one lacked.
+        for row, user in plan.already:
+            if row.student_id:
+                Enrolment.objects.filter(user=user, cohort=cohort).update(
+                    student_number=row.student_id
+                )
+        already = [user for _, user in plan.already]
+        result = ImportResult(created=created, linked=linked, already=already)
+        student_ids = {user.username: row.student_id for row, user in enrolled if row.student_id}
         audit_record(
             cohort=cohort,
             actor=actor,
@@ -371,7 +377,7 @@ def roster_csv_import(*, cohort: Cohort, actor: User, data: bytes) -> ImportResu
             detail={
                 "created": [user.username for user in created],
                 "linked": [user.username for user in linked],
-                "already_enrolled": [user.username for user in plan.already],
+                "already_enrolled": [user.username for user in already],
                 "student_ids": student_ids,
             },
         )
