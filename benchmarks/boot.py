@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -34,12 +33,13 @@ DEBIAN_DEFAULT_CMDLINE = "root=/dev/vda ro quiet console=ttyS0 noirqdebug"
 
 
 def plain_qemu(image: object, cmdline: str | None = None) -> float:
+    from vms.guest_folder import GuestFolder
     from vms.hypervisor.overlay import overlay_create
     from vms.images import BuiltImage
 
     assert isinstance(image, BuiltImage)
-    folder = Path(tempfile.mkdtemp(dir=WORK))
-    overlay_create(base=image.disk, overlay=folder / "disk.qcow2")
+    folder = GuestFolder(Path(tempfile.mkdtemp(dir=WORK)))
+    overlay_create(base=image.disk, overlay=folder.disk)
     argv = [
         "qemu-system-x86_64",
         "-accel",
@@ -61,25 +61,25 @@ def plain_qemu(image: object, cmdline: str | None = None) -> float:
         "-append",
         f"{cmdline or image.cmdline} systemd.hostname=plainqemu",
         "-drive",
-        f"file={folder / 'disk.qcow2'},if=virtio,format=qcow2",
+        f"file={folder.disk},if=virtio,format=qcow2",
         "-serial",
-        f"file:{folder / 'kernel.log'}",
+        f"file:{folder.kernel_log}",
         "-device",
         "virtio-serial",
         "-chardev",
-        f"file,id=shell,path={folder / 'shell.log'}",
+        f"file,id=shell,path={folder.shell_log}",
         "-device",
         "virtconsole,chardev=shell",
     ]
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(folder / "shell.log", b"root@plainqemu")
+        wait_for(folder.shell_log, b"root@plainqemu")
         return time.monotonic() - started
     finally:
         proc.kill()
         proc.wait()
-        shutil.rmtree(folder)
+        folder.remove()
 
 
 def main() -> None:
@@ -90,14 +90,16 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import override_settings
 
-    from tests.support.processes import celery_worker
+    from tests.support.processes import host_worker
     from vms import lifecycle, pool
     from vms.images import ensure_image
     from vms.models import VMState
 
     image = ensure_image(progress=print)
     client = Client()
-    client.login(username="alice", password="bench")
+    from labplatform.accounts.models import User
+
+    client.force_login(User.objects.get(username="alice"))  # axes wants a request for login()
     profile = lifecycle.profile_for("qemu:///system", image, 1024, 1)
 
     def click_to_prompt() -> float:
@@ -121,7 +123,7 @@ def main() -> None:
     for pool_size, label in ((0, "platform, cold"), (1, "platform, pool")):
         with override_settings(VM_POOL_SIZE=pool_size):
             os.environ["VM_POOL_SIZE"] = str(pool_size)
-            with celery_worker(WORK, "host.local", VM_POOL_SIZE=str(pool_size)):
+            with host_worker(WORK, "local", VM_POOL_SIZE=str(pool_size)):
                 for _ in range(args.runs):
                     if pool_size:
                         lifecycle.pool_fill("local", 1024, 1)

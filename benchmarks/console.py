@@ -357,13 +357,14 @@ def main() -> None:
     configure(WORK)
     from django.test import Client
 
+    from labplatform.accounts.models import User
     from tests.support.processes import asgi_server_process, celery_worker
     from vms import lifecycle
     from vms.images import ensure_image
 
     ensure_image(progress=print)
     client = Client()
-    client.login(username="alice", password="bench")
+    client.force_login(User.objects.get(username="alice"))  # axes wants a request for login()
     env = {"VM_POOL_SIZE": "0", "VIRT_TYPE": "qemu", "VM_DIR": str(WORK / "vms")}
     try:
         with celery_worker(WORK, "host.local", **env):

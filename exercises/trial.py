@@ -29,47 +29,47 @@ from exercises.grading.runner import (
 )
 from exercises.manifest import MODES, CheckSpec, Mode, WrongAnswer
 from exercises.models import AttemptStatus, ExerciseVersion
-from vms import lifecycle, pool
+from vms import guests, lifecycle, pool
+from vms.guest_folder import GuestFolder
+from vms.guests import GuestRole, PreparedGuest
 from vms.hypervisor.agent import GuestAgent
-from vms.hypervisor.guest import Guest
 from vms.images import BuiltImage
 
 
 class PristineGuest:
+    """A guest booted once and saved, then restored for every variant, the
+    way the platform prepares every guest (vms.guests): the saved guest is
+    exactly a warm-pool entry, kept out of the pool so that nothing else claims it."""
+
+    ROLE = GuestRole(title="KernelLab exercise trial", vm_id="trial")
+
     def __init__(self, folder: Path, image: BuiltImage, *, memory_mib: int, vcpus: int) -> None:
         self.folder = folder
         self.profile = pool.Profile(image, "qemu", memory_mib, vcpus)
         self.hv = lifecycle.hypervisor("qemu:///system")
-        # A pool entry is exactly a booted guest saved at its prompt; keep it
-        # out of the pool so that nothing else claims it.
-        entry = pool.add_entry(self.hv, self.profile, boot_timeout=240)
-        self.saved = folder / "saved"
-        shutil.move(entry, self.saved)
-        self.domain_uuid = uuid.UUID(entry.name)
-        self.work = folder / "work"
-        self.guest: Guest | None = None
-        self.agent: GuestAgent | None = None
+        saved = GuestFolder(folder / "saved")
+        domain_uuid = uuid.uuid4()
+        saved.create()
+        guests.save_new_guest(self.hv, self.profile, saved, domain_uuid, boot_timeout=240)
+        self.saved = pool.SavedGuest(domain_uuid, saved, reusable=True)
+        self.work = GuestFolder(folder / "work")
+        self.prepared: PreparedGuest | None = None
 
     @property
     def kernel_log(self) -> Path:
-        return self.work / pool.BOOT_LOGS[1]
+        return self.work.kernel_log
 
     def restore(self) -> GuestAgent:
         self.discard()
-        self.work.mkdir(parents=True)
-        shutil.copyfile(self.saved / "disk.qcow2", self.work / "disk.qcow2")
-        spec = pool.pool_spec(self.profile, self.domain_uuid, self.work)
-        self.guest, self.agent = pool.restore(
-            self.hv, self.saved / pool.STATE_FILE, spec, agent_timeout=60
+        self.prepared = guests.prepare_guest(
+            self.hv, self.profile, self.work, self.ROLE, boot_timeout=60, saved=self.saved
         )
-        return self.agent
+        return self.prepared.agent
 
     def discard(self) -> None:
-        if self.guest is not None:
-            self.guest.destroy()
-            self.guest.undefine()
-            self.guest = None
-        shutil.rmtree(self.work, ignore_errors=True)
+        guests.discard(self.hv, self.saved.domain_uuid)
+        self.prepared = None
+        self.work.remove()
 
     def close(self) -> None:
         self.discard()

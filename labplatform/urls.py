@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 
 from exercises import views as exercise_views
-from labplatform import views
 from labplatform.courses import views as course_views
+from labplatform.observability import views as observability_views
 from vms import views as vm_views
 
 admin.site.site_header = "KernelLab administration"
@@ -36,10 +36,15 @@ urlpatterns = [
     path("vms/<str:vm_id>/destroy", vm_views.lab_destroy, name="lab_destroy"),
     path("vms/<str:vm_id>/status", vm_views.vm_status, name="vm_status"),
     path("vms/<str:vm_id>/console-token", vm_views.console_token, name="console_token"),
+    path("vms/<str:vm_id>/files/upload", vm_views.file_upload, name="vm_file_upload"),
+    path("vms/<str:vm_id>/files/download", vm_views.file_download, name="vm_file_download"),
+    path("vms/<str:vm_id>/kernel-log", vm_views.kernel_log, name="kernel_log"),
     path("vms/<str:vm_id>/watch", vm_views.console_watch, name="console_watch"),
     path("vms/<str:vm_id>/recordings/", vm_views.recording_list, name="recording_list"),
     path("recordings/<str:session_id>/", vm_views.recording_play, name="recording_play"),
     path("recordings/<str:session_id>.cast", vm_views.recording_file, name="recording_file"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", observability_views.healthz, name="healthz"),
+    path("metrics", observability_views.metrics, name="metrics"),
+    path("staff/status", observability_views.staff_status, name="staff_status"),
     path("admin/", admin.site.urls),
 ]

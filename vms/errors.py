@@ -26,3 +26,14 @@ class InvalidState(LabError):
 
 class AssignmentClosed(LabError):
     code = "assignment_closed"
+
+
+class FileRefused(LabError):
+    """A file upload or download that cannot be done (too large, bad path,
+    the guest said no); the message says which."""
+
+    code = "file_refused"
+
+
+class FileTooLarge(FileRefused):
+    code = "file_too_large"

@@ -15,22 +15,24 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
-from vms import pool
+from vms import guests, pool
 from vms.events import publish_vm_event
+from vms.guest_folder import GuestFolder
+from vms.guests import GuestRole, prepare_guest
 from vms.hypervisor.agent import GuestAgent
-from vms.hypervisor.domain import DomainSpec, LabMetadata
 from vms.hypervisor.errors import HypervisorError
 from vms.hypervisor.guest import Guest
 from vms.hypervisor.host import Host as HypervisorHost
-from vms.hypervisor.overlay import overlay_create, vm_files_remove
 from vms.images import BuiltImage, ensure_image
 from vms.models import Host, LabVM, VMState
+from vms.queues import Work
+from vms.signals import lab_guest_ready
+from vms.waiting import lab_queue_moved
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +48,8 @@ def hypervisor(uri: str) -> HypervisorHost:
         return _hosts[uri]
 
 
-@dataclass(frozen=True)
-class VMFiles:
-    directory: Path
-
-    @property
-    def disk(self) -> Path:
-        return self.directory / "disk.qcow2"
-
-    @property
-    def shell_log(self) -> Path:
-        return self.directory / "shell.log"
-
-    @property
-    def kernel_log(self) -> Path:
-        return self.directory / "kernel.log"
-
-
-def vm_files(vm: LabVM) -> VMFiles:
-    return VMFiles(Path(settings.VM_DIR) / str(vm.id))
+def vm_files(vm: LabVM) -> GuestFolder:
+    return GuestFolder(Path(settings.VM_DIR) / str(vm.id))
 
 
 def this_worker() -> str:
@@ -94,7 +79,7 @@ def fail(vm: LabVM, code: str, message: str) -> None:
         _remove_guest(vm)
     except HypervisorError:
         log.exception("cleaning up failed VM %s", vm.id)
-    vm_files_remove(vm_files(vm).directory)
+    vm_files(vm).remove()
     vm.refresh_from_db(fields=["state"])
     if vm.state not in (VMState.DESTROYED, VMState.FAILED):
         vm.transition(
@@ -112,29 +97,20 @@ def _remove_guest(vm: LabVM) -> None:
         guest.undefine()
 
 
-def domain_spec(vm: LabVM, profile: pool.Profile, files: VMFiles) -> DomainSpec:
-    assert vm.domain_uuid is not None
-    return pool.guest_spec(
-        profile,
-        vm.domain_uuid,
+def guest_role(vm: LabVM) -> GuestRole:
+    return GuestRole(
         title=f"KernelLab {vm.exercise.slug} for {vm.owner.username}",
-        metadata=LabMetadata(
-            vm_id=str(vm.id),
-            owner=vm.owner.username,
-            exercise=vm.exercise.slug,
-            image=profile.image.hash,
-        ),
-        extra_cmdline=(f"systemd.hostname={vm.hostname}",),
-        disk=files.disk,
-        shell_log=files.shell_log,
-        kernel_log=files.kernel_log,
+        vm_id=str(vm.id),
+        owner=vm.owner.username,
+        exercise=vm.exercise.slug,
+        hostname=vm.hostname,
     )
 
 
 def resolve_virt_type(uri: str, image: BuiltImage) -> str:
     if settings.VIRT_TYPE != "auto":
         return str(settings.VIRT_TYPE)
-    from vms.hypervisor.probe import probe_virt_type
+    from vms.virt_probe import probe_virt_type
 
     return probe_virt_type(hypervisor(uri), image, Path(settings.VM_DIR))
 
@@ -143,13 +119,20 @@ def profile_for(host_uri: str, image: BuiltImage, memory_mib: int, vcpus: int) -
     return pool.Profile(image, resolve_virt_type(host_uri, image), memory_mib, vcpus)
 
 
-# Run in a restored guest: it was saved as "kernellab" at a login prompt, so
-# give it this VM's hostname and a fresh login shell that shows it.
+# Run in a restored guest: it was saved as "kernellab" with a root shell idle at
+# its prompt, so give it this VM's hostname and press Enter on that shell (an
+# empty line typed into hvc0, TIOCSTI): its next prompt reads the new hostname
+# (the image's /etc/profile.d/kernellab-prompt.sh), and shows in the console at
+# once, with no getty and login to start again.
+PERSONALISE = (
+    'hostname "$1" && echo "$1" > /etc/hostname && '
+    'perl -e \'open(my $t, "<", "/dev/hvc0") or die $!; my $c = "\\n"; '
+    "ioctl($t, 0x5412, $c) or die $!'"
+)
+
+
 def _personalise_argv(hostname: str) -> list[str]:
-    script = (
-        'hostname "$1" && echo "$1" > /etc/hostname && systemctl restart serial-getty@hvc0.service'
-    )
-    return ["sh", "-c", script, "personalise", hostname]
+    return ["sh", "-c", PERSONALISE, "personalise", hostname]
 
 
 def _set_domain_uuid(vm: LabVM, domain_uuid: uuid.UUID) -> None:
@@ -159,47 +142,56 @@ def _set_domain_uuid(vm: LabVM, domain_uuid: uuid.UUID) -> None:
     LabVM.objects.filter(pk=vm.pk).update(domain_uuid=domain_uuid)
 
 
-def _boot(vm: LabVM) -> None:
+def _boot(vm: LabVM) -> list[tuple[str, float]]:
     """Give the VM a running guest: restored from the warm pool when an entry
-    is ready (about a second), otherwise booted cold."""
+    is ready (about a second), otherwise booted cold. Returns the time each
+    step took (logged; ``./kernellab bench start`` prints them)."""
     started = time.monotonic()
     image = ensure_image(progress=lambda text: _progress(vm, text))
     profile = profile_for(vm.host.uri, image, vm.memory_mib, vm.vcpus)
     files = vm_files(vm)
     _remove_guest(vm)  # whatever a worker that died in this step left behind
-    vm_files_remove(files.directory)
-    hv = hypervisor(vm.host.uri)
-    claimed = pool.claim(profile, files.directory) if settings.VM_POOL_SIZE else None
-    if claimed is not None:
-        _progress(vm, "Restoring a prepared guest")
-        _set_domain_uuid(vm, claimed.domain_uuid)
-        guest, agent = pool.restore(
-            hv, claimed.state_file, domain_spec(vm, profile, files), remove_state_file=True
-        )
-        agent.exec(_personalise_argv(vm.hostname), timeout=30)
-    else:
-        _progress(vm, "Booting the kernel")
-        _set_domain_uuid(vm, uuid.uuid4())
-        overlay_create(base=image.disk, overlay=files.disk)
-        guest = hv.define_and_start(domain_spec(vm, profile, files).to_xml())
-        _progress(vm, "Waiting for the guest to come up")
-        GuestAgent(guest).wait_ready(settings.VM_BOOT_TIMEOUT_SECONDS)
-    _place_starter(vm, guest)
+    files.remove()
+    steps = [("image and profile", time.monotonic() - started)]
+    prepared = prepare_guest(
+        hypervisor(vm.host.uri),
+        profile,
+        files,
+        guest_role(vm),
+        boot_timeout=settings.VM_BOOT_TIMEOUT_SECONDS,
+        use_pool=bool(settings.VM_POOL_SIZE),
+        persistent=True,
+        on_domain=lambda domain_uuid: _set_domain_uuid(vm, domain_uuid),
+        progress=lambda text: _progress(vm, text),
+    )
+    steps += prepared.steps
+    if prepared.from_pool:
+        mark = time.monotonic()
+        done = prepared.agent.exec(_personalise_argv(vm.hostname), timeout=30)
+        if done.exit_code != 0:
+            raise HypervisorError(f"renaming the guest failed: {done.stderr[-300:]!r}")
+        steps.append(("personalise", time.monotonic() - mark))
+    mark = time.monotonic()
+    _place_starter(vm, prepared.agent)
+    steps.append(("starter files", time.monotonic() - mark))
     vm.boot_seconds = time.monotonic() - started
     vm.image_hash = image.hash
+    log.info(
+        "VM %s: guest ready in %.2fs (%s)",
+        vm.id,
+        vm.boot_seconds,
+        ", ".join(f"{step} {seconds:.2f}s" for step, seconds in steps),
+    )
     if settings.VM_POOL_SIZE:
         _refill_pool_later(vm)
+    return steps
 
 
-def _place_starter(vm: LabVM, guest: Guest) -> None:
-    """The exercise's starter files, in /root of a fresh guest."""
-    version = vm.exercise.current_version
-    if version is None:
-        return
-    from exercises.grading.runner import place_starter
-
+def _place_starter(vm: LabVM, agent: GuestAgent) -> None:
+    """The exercise's starter files, in /root of a fresh guest: the exercises
+    app listens (the VM layer knows no exercise); a receiver's error fails the start."""
     _progress(vm, "Copying the starter files")
-    place_starter(GuestAgent(guest), version)
+    lab_guest_ready.send(sender=LabVM, vm=vm, agent=agent)
 
 
 def _refill_pool_later(vm: LabVM) -> None:
@@ -209,7 +201,9 @@ def _refill_pool_later(vm: LabVM) -> None:
 def refill_pool_later(host: Host, memory_mib: int, vcpus: int) -> None:
     from vms.tasks import pool_fill
 
-    pool_fill.apply_async((host.name, memory_mib, vcpus), queue=host.queue, expires=600)
+    pool_fill.apply_async(
+        (host.name, memory_mib, vcpus), queue=host.queue_for(Work.HOUSEKEEPING), expires=600
+    )
 
 
 def pool_fill(host_name: str, memory_mib: int, vcpus: int) -> int:
@@ -218,7 +212,7 @@ def pool_fill(host_name: str, memory_mib: int, vcpus: int) -> int:
     host = Host.objects.get(name=host_name)
     image = ensure_image(progress=lambda text: log.info("pool: %s", text))
     profile = profile_for(host.uri, image, memory_mib, vcpus)
-    return pool.fill(
+    return guests.pool_fill(
         hypervisor(host.uri),
         profile,
         size=settings.VM_POOL_SIZE,
@@ -233,6 +227,7 @@ def provision(vm_id: str) -> None:
     vm = _claim(vm_id, VMState.PROVISIONING)
     if vm is None:
         return
+    lab_queue_moved(host=vm.host)  # the Starts behind this one move up
     try:
         _boot(vm)
     except HypervisorError as exc:
@@ -287,9 +282,32 @@ def resume(vm_id: str) -> None:
             if restored:
                 agent.set_time()
     except HypervisorError as exc:
-        fail(vm, exc.code, f"Resuming failed: {exc.message}")
+        _resume_failed(vm, exc.code, f"Resuming failed: {exc.message}")
         return
+    except Exception as exc:  # never left RESUMING until the reaper's deadline
+        _resume_failed(vm, "internal_error", f"Resuming failed unexpectedly: {exc}")
+        raise
     if vm.transition(VMState.RESUMING, VMState.RUNNING, progress="Ready"):
+        publish_vm_event(vm)
+
+
+def _resume_failed(vm: LabVM, code: str, message: str) -> None:
+    """Back to STOPPED with the reason, the student's disk kept: Resume can
+    be tried again, and Reset is the student's choice, not ours."""
+    log.error("VM %s could not resume (%s): %s", vm.id, code, message)
+    try:
+        guest = hypervisor(vm.host.uri).find(vm.domain_name)
+        if guest is not None:
+            guest.destroy()
+    except HypervisorError:
+        log.exception("stopping VM %s after a failed resume", vm.id)
+    if vm.transition(
+        VMState.RESUMING,
+        VMState.STOPPED,
+        error_code=code,
+        error_message=message,
+        progress=f"{message} Your disk is kept: try Resume again, or Reset for a fresh one.",
+    ):
         publish_vm_event(vm)
 
 
@@ -300,7 +318,7 @@ def reset(vm_id: str) -> None:
         return
     try:
         _remove_guest(vm)
-        vm_files_remove(vm_files(vm).directory)
+        vm_files(vm).remove()
         _boot(vm)
     except HypervisorError as exc:
         fail(vm, exc.code, f"Reset failed: {exc.message}")
@@ -325,6 +343,6 @@ def destroy(vm_id: str) -> None:
         # Keep DESTROYING: the reaper retries, and the files stay until it can.
         log.error("destroying VM %s failed: %s", vm.id, exc.message)
         return
-    vm_files_remove(vm_files(vm).directory)
+    vm_files(vm).remove()
     if vm.transition(VMState.DESTROYING, VMState.DESTROYED, progress="Destroyed"):
         publish_vm_event(vm)

@@ -7,9 +7,13 @@ boot, used once: students never share a boot (KASLR offset, random state).
 libvirt insists that a restored guest keeps its saved name and uuid, which is
 why a VM records its domain uuid instead of deriving it.
 
-Folder of an entry: ``<VM_DIR>/pool/<profile>/<domain-uuid>/`` with
-``state.save`` (memory), ``disk.qcow2`` (overlay on the base image) and the
-logs of its boot, removed on claim.
+Folder of an entry: ``<VM_DIR>/pool/<profile>/<domain-uuid>/``, a
+``GuestFolder`` with its saved memory. On claim the shell log of its boot is
+removed (the prompt it shows is the pool's, not the student's); its kernel log
+stays: it is this guest's boot, which the student may read.
+
+This module is the pool's storage; booting and saving entries is
+``vms.guests``' job, like every other way of preparing a guest.
 """
 
 from __future__ import annotations
@@ -25,19 +29,12 @@ from pathlib import Path
 
 from django.conf import settings
 
-from vms.hypervisor.agent import GuestAgent
-from vms.hypervisor.domain import DomainSpec, LabMetadata
-from vms.hypervisor.guest import Guest
-from vms.hypervisor.host import Host as HypervisorHost
-from vms.hypervisor.overlay import overlay_create, vm_files_remove
+from vms.guest_folder import GuestFolder
 from vms.images import BuiltImage
-from vms.models import domain_name_for
 
 log = logging.getLogger(__name__)
 
 POOL_VM_ID = "pool"  # metadata vm-id of a guest being booted for the pool
-STATE_FILE = "state.save"
-BOOT_LOGS = ("boot-shell.log", "boot-kernel.log")
 
 
 @dataclass(frozen=True)
@@ -60,26 +57,30 @@ class Profile:
 
 
 @dataclass(frozen=True)
-class Claimed:
+class SavedGuest:
+    """A booted guest saved to disk, ready to be restored in ``folder``.
+    A pool entry is restored once (its state file is removed then); a trial's
+    pristine guest (exercises.trial) is kept and restored again and again."""
+
     domain_uuid: uuid.UUID
-    state_file: Path
+    folder: GuestFolder
+    reusable: bool = False
 
 
-def claim(profile: Profile, destination: Path) -> Claimed | None:
+def claim(profile: Profile, destination: GuestFolder) -> SavedGuest | None:
     """Move one ready entry to ``destination``; None when the pool is empty."""
     if not profile.directory.is_dir():
         return None
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.directory.parent.mkdir(parents=True, exist_ok=True)
     for entry in sorted(profile.directory.iterdir(), key=lambda p: p.stat().st_mtime):
-        if entry.name.endswith(".tmp") or not (entry / STATE_FILE).is_file():
+        if entry.name.endswith(".tmp") or not GuestFolder(entry).state_file.is_file():
             continue
         try:
-            os.rename(entry, destination)
+            os.rename(entry, destination.directory)
         except OSError:
             continue  # another worker took it, or destination exists: try the next
-        for name in BOOT_LOGS:
-            (destination / name).unlink(missing_ok=True)
-        return Claimed(domain_uuid=uuid.UUID(entry.name), state_file=destination / STATE_FILE)
+        destination.shell_log.unlink(missing_ok=True)
+        return SavedGuest(domain_uuid=uuid.UUID(entry.name), folder=destination)
     return None
 
 
@@ -89,7 +90,7 @@ def ready_count(profile: Profile) -> int:
     return sum(
         1
         for e in profile.directory.iterdir()
-        if not e.name.endswith(".tmp") and (e / STATE_FILE).is_file()
+        if not e.name.endswith(".tmp") and GuestFolder(e).state_file.is_file()
     )
 
 
@@ -99,115 +100,16 @@ def building_count(profile: Profile) -> int:
     return sum(1 for e in profile.directory.iterdir() if e.name.endswith(".tmp"))
 
 
-def guest_spec(
-    profile: Profile,
-    domain_uuid: uuid.UUID,
-    *,
-    title: str,
-    metadata: LabMetadata,
-    disk: Path,
-    shell_log: Path,
-    kernel_log: Path,
-    extra_cmdline: tuple[str, ...] = (),
-) -> DomainSpec:
-    """The domain of a guest of this profile: every guest the platform runs
-    (pool entries, students' VMs, grading guests) is built from here, so that
-    a saved pool entry can be restored as any of them."""
-    image = profile.image
-    return DomainSpec(
-        name=domain_name_for(domain_uuid),
-        uuid=str(domain_uuid),
-        title=title,
-        metadata=metadata,
-        virt_type=profile.virt_type,
-        memory_mib=profile.memory_mib,
-        vcpus=profile.vcpus,
-        kernel=image.kernel,
-        initrd=image.initrd,
-        cmdline=image.cmdline,
-        extra_cmdline=extra_cmdline,
-        disk=disk,
-        shell_log=shell_log,
-        kernel_log=kernel_log,
-    )
+def building_folder(profile: Profile, domain_uuid: uuid.UUID) -> GuestFolder:
+    """Where an entry is booted and saved; invisible to claim() until published."""
+    return GuestFolder(profile.directory / f"{domain_uuid}.tmp")
 
 
-def pool_spec(profile: Profile, domain_uuid: uuid.UUID, folder: Path) -> DomainSpec:
-    return guest_spec(
-        profile,
-        domain_uuid,
-        title="KernelLab warm pool",
-        metadata=LabMetadata(vm_id=POOL_VM_ID, owner="", exercise="", image=profile.image.hash),
-        disk=folder / "disk.qcow2",
-        shell_log=folder / BOOT_LOGS[0],
-        kernel_log=folder / BOOT_LOGS[1],
-    )
-
-
-def restore(
-    hypervisor: HypervisorHost,
-    state_file: Path,
-    spec: DomainSpec,
-    *,
-    agent_timeout: float = 30,
-    remove_state_file: bool = False,
-) -> tuple[Guest, GuestAgent]:
-    """Start a saved guest as ``spec`` and wait for its agent, with the clock
-    set (a restored guest wakes up at the time it was saved). A claimed pool
-    entry is used once: ``remove_state_file`` deletes it once restored."""
-    guest = hypervisor.restore(str(state_file), spec.to_xml())
-    if remove_state_file:
-        state_file.unlink()
-    agent = GuestAgent(guest)
-    agent.wait_ready(agent_timeout)
-    agent.set_time()
-    return guest, agent
-
-
-def add_entry(hypervisor: HypervisorHost, profile: Profile, *, boot_timeout: float) -> Path:
-    """Boot one guest, let it settle at its prompt, save it into the pool."""
-    domain_uuid = uuid.uuid4()
-    building = profile.directory / f"{domain_uuid}.tmp"
-    building.mkdir(parents=True)
-    try:
-        spec = pool_spec(profile, domain_uuid, building)
-        overlay_create(base=profile.image.disk, overlay=spec.disk)
-        guest = hypervisor.create_transient(spec.to_xml())
-        try:
-            GuestAgent(guest).wait_ready(boot_timeout)
-            _wait_for_prompt(spec.shell_log, boot_timeout)
-            guest.save(str(building / STATE_FILE))  # a transient guest is gone after this
-        except BaseException:
-            guest.destroy()
-            raise
-        final = profile.directory / str(domain_uuid)
-        os.rename(building, final)
-        return final
-    finally:
-        if building.exists():
-            vm_files_remove(building)
-
-
-def fill(hypervisor: HypervisorHost, profile: Profile, *, size: int, boot_timeout: float) -> int:
-    """Top the pool up to ``size`` entries; returns how many were added.
-    Entries other workers are building count, so concurrent fills do not overshoot."""
-    added = 0
-    while ready_count(profile) + building_count(profile) < size:
-        started = time.monotonic()
-        add_entry(hypervisor, profile, boot_timeout=boot_timeout)
-        added += 1
-        log.info("pool %s: added an entry in %.1fs", profile.key, time.monotonic() - started)
-    return added
-
-
-def _wait_for_prompt(shell_log: Path, timeout: float) -> None:
-    """The shell has printed its prompt: the guest is idle, ready to be saved."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if shell_log.is_file() and shell_log.read_bytes().rstrip().endswith(b"#"):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"no shell prompt in {shell_log} after {timeout:.0f}s")
+def publish(building: GuestFolder, domain_uuid: uuid.UUID, profile: Profile) -> Path:
+    """A saved entry becomes claimable (atomic rename)."""
+    final = profile.directory / str(domain_uuid)
+    os.rename(building.directory, final)
+    return final
 
 
 def remove_stale(max_age_seconds: float) -> None:

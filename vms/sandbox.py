@@ -10,7 +10,6 @@ and destroys it otherwise (a worker that died in the middle of a Submit).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -21,12 +20,14 @@ from pathlib import Path
 
 from django.conf import settings
 
-from vms import lifecycle, pool
+from vms import lifecycle
+from vms.guest_folder import GuestFolder
+from vms.guests import GuestRole, PreparedGuest, discard, prepare_guest
+from vms.hosts import guest_is_ours
 from vms.hypervisor.agent import GuestAgent
-from vms.hypervisor.domain import DomainSpec, LabMetadata
 from vms.hypervisor.errors import HypervisorError
 from vms.hypervisor.guest import Guest
-from vms.hypervisor.overlay import overlay_create, vm_files_remove
+from vms.hypervisor.host import Host as HypervisorHost
 from vms.images import ensure_image
 from vms.models import Host
 
@@ -53,33 +54,20 @@ def attempt_id_of(vm_id: str) -> int | None:
 class GradingGuest:
     guest: Guest
     agent: GuestAgent
-    folder: Path
+    folder: GuestFolder
     boot_seconds: float
     from_pool: bool
 
     @property
     def kernel_log(self) -> Path:
-        return self.folder / "kernel.log"
-
-    @property
-    def shell_log(self) -> Path:
-        return self.folder / "shell.log"
+        return self.folder.kernel_log
 
 
-def _spec(
-    attempt_id: int, profile: pool.Profile, domain_uuid: uuid.UUID, folder: Path
-) -> DomainSpec:
-    return pool.guest_spec(
-        profile,
-        domain_uuid,
+def grading_role(attempt_id: int) -> GuestRole:
+    return GuestRole(
         title=f"KernelLab grading of attempt {attempt_id}",
-        metadata=LabMetadata(
-            vm_id=f"{PREFIX}{attempt_id}", owner="", exercise="", image=profile.image.hash
-        ),
-        extra_cmdline=("systemd.hostname=grading",),
-        disk=folder / "disk.qcow2",
-        shell_log=folder / "shell.log",
-        kernel_log=folder / "kernel.log",
+        vm_id=f"{PREFIX}{attempt_id}",
+        hostname="grading",
     )
 
 
@@ -93,46 +81,40 @@ def grading_guest(
     image = ensure_image(recipe, progress=lambda text: log.info("grading image: %s", text))
     profile = lifecycle.profile_for(host.uri, image, memory_mib, vcpus)
     hv = lifecycle.hypervisor(host.uri)
-    folder = grading_dir() / str(attempt_id)
+    folder = GuestFolder(grading_dir() / str(attempt_id))
     remove(host.uri, attempt_id)  # what a worker that died here left behind
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    guest: Guest | None = None
-    claimed: pool.Claimed | None = None
+    domain: list[uuid.UUID] = []
+    prepared: PreparedGuest | None = None
     try:
-        claimed = pool.claim(profile, folder) if settings.VM_POOL_SIZE else None
-        if claimed is not None:
-            spec = _spec(attempt_id, profile, claimed.domain_uuid, folder)
-            guest, agent = pool.restore(hv, claimed.state_file, spec, remove_state_file=True)
-        else:
-            folder.mkdir(parents=True)
-            spec = _spec(attempt_id, profile, uuid.uuid4(), folder)
-            overlay_create(base=image.disk, overlay=spec.disk)
-            guest = hv.create_transient(spec.to_xml())
-            agent = GuestAgent(guest)
-            agent.wait_ready(settings.VM_BOOT_TIMEOUT_SECONDS)
+        prepared = prepare_guest(
+            hv,
+            profile,
+            folder,
+            grading_role(attempt_id),
+            boot_timeout=settings.VM_BOOT_TIMEOUT_SECONDS,
+            use_pool=bool(settings.VM_POOL_SIZE),
+            on_domain=domain.append,
+        )
         yield GradingGuest(
-            guest=guest,
-            agent=agent,
+            guest=prepared.guest,
+            agent=prepared.agent,
             folder=folder,
             boot_seconds=time.monotonic() - started,
-            from_pool=claimed is not None,
+            from_pool=prepared.from_pool,
         )
     finally:
-        if guest is not None:
-            _discard(guest)
-        vm_files_remove(folder)
-        if claimed is not None:
+        for domain_uuid in domain:
+            _discard(hv, domain_uuid)
+        folder.remove()
+        if prepared is not None and prepared.from_pool:
             lifecycle.refill_pool_later(host, memory_mib, vcpus)
 
 
-def _discard(guest: Guest) -> None:
+def _discard(hv: HypervisorHost, domain_uuid: uuid.UUID) -> None:
     try:
-        guest.destroy()
+        discard(hv, domain_uuid)  # a restored guest is persistent, a cold-booted one transient
     except HypervisorError as exc:
-        log.error("grading guest %s: cleanup failed: %s", guest.name, exc.message)
-    # A restored guest is persistent; a cold-booted one is transient and gone.
-    with contextlib.suppress(HypervisorError):
-        guest.undefine()
+        log.error("grading guest %s: cleanup failed: %s", domain_uuid, exc.message)
 
 
 def remove(host_uri: str, attempt_id: int) -> None:
@@ -140,6 +122,10 @@ def remove(host_uri: str, attempt_id: int) -> None:
     hv = lifecycle.hypervisor(host_uri)
     for guest in hv.guests():
         metadata = guest.metadata()
-        if metadata is not None and metadata.vm_id == f"{PREFIX}{attempt_id}":
-            _discard(guest)
-    vm_files_remove(grading_dir() / str(attempt_id))
+        if (
+            metadata is not None
+            and metadata.vm_id == f"{PREFIX}{attempt_id}"
+            and guest_is_ours(guest)
+        ):
+            _discard(hv, uuid.UUID(guest.uuid))
+    GuestFolder(grading_dir() / str(attempt_id)).remove()

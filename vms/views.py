@@ -3,6 +3,7 @@ script, or redirects back for a browser without JavaScript."""
 
 from __future__ import annotations
 
+import posixpath
 import uuid
 from collections.abc import Callable
 
@@ -12,14 +13,18 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from labplatform.accounts.models import User
 from labplatform.courses.selectors import assignment_access
-from vms import services
+from labplatform.ratelimits import rate_limit
+from vms import lifecycle, services
 from vms.console.access import console_token_issue, vm_get_for_viewer
-from vms.errors import LabError
+from vms.errors import FileRefused, FileTooLarge, LabError
 from vms.events import vm_event_payload
+from vms.guest_files import file_limit_text, vm_file_download, vm_file_upload
+from vms.kernel_log import kernel_log_read
 from vms.models import ConsoleMode, ConsoleSession, LabVM, VMState
 from vms.selectors import vm_get_for_owner
 
@@ -46,6 +51,7 @@ def _respond(request: HttpRequest, vm: LabVM | None, error: LabError | None) -> 
 
 @login_required
 @require_POST
+@rate_limit("lab")
 def lab_start(request: HttpRequest, slug: str) -> HttpResponse:
     assert isinstance(request.user, User)
     assignment, preview = assignment_access(user=request.user, exercise_slug=slug)
@@ -59,6 +65,7 @@ def lab_start(request: HttpRequest, slug: str) -> HttpResponse:
 def _vm_action(action: Callable[..., LabVM]) -> Callable[[HttpRequest, str], HttpResponse]:
     @login_required
     @require_POST
+    @rate_limit("lab")
     def view(request: HttpRequest, vm_id: str) -> HttpResponse:
         assert isinstance(request.user, User)
         vm = vm_get_for_owner(user=request.user, vm_id=vm_id)
@@ -86,7 +93,8 @@ def vm_status(request: HttpRequest, vm_id: str) -> JsonResponse:
 
 @login_required
 @require_POST
-def console_token(request: HttpRequest, vm_id: str) -> JsonResponse:
+@rate_limit("console")
+def console_token(request: HttpRequest, vm_id: str) -> HttpResponse:
     """A one-time ticket for the console websocket (owner or instructor)."""
     assert isinstance(request.user, User)
     vm, mode = vm_get_for_viewer(user=request.user, vm_id=vm_id)
@@ -100,6 +108,92 @@ def console_token(request: HttpRequest, vm_id: str) -> JsonResponse:
             "url": f"/ws/vms/{vm.pk}/console/",
             "mode": mode,
             "expires_in": settings.CONSOLE_TOKEN_SECONDS,
+        }
+    )
+
+
+@login_required
+@require_POST
+def file_upload(request: HttpRequest, vm_id: str) -> JsonResponse:
+    """A file from the page into the owner's running guest (``directory``,
+    /root unless said), through the guest agent."""
+    assert isinstance(request.user, User)
+    vm = vm_get_for_owner(user=request.user, vm_id=vm_id)
+    # Refuse a body far over the limit before reading it (multipart adds a little).
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.VM_FILE_MAX_BYTES + 64 * 1024:
+        return _file_error(
+            FileTooLarge(f"A file sent to the VM may be at most {file_limit_text()}.")
+        )
+    upload = request.FILES.get("file")
+    if upload is None:
+        return _file_error(FileRefused("Choose a file to send."))
+    if upload.size is not None and upload.size > settings.VM_FILE_MAX_BYTES:
+        return _file_error(
+            FileTooLarge(
+                f"{upload.name} is {upload.size} bytes; a file sent to the VM may be at most "
+                f"{file_limit_text()}."
+            )
+        )
+    try:
+        path = vm_file_upload(
+            vm=vm,
+            directory=request.POST.get("directory") or "/root",
+            name=upload.name or "upload",
+            data=upload.read(),
+        )
+    except LabError as exc:
+        return _file_error(exc)
+    return JsonResponse({"path": path, "bytes": upload.size})
+
+
+@login_required
+@require_GET
+def file_download(request: HttpRequest, vm_id: str) -> HttpResponse:
+    """A file of the owner's running guest, as an attachment."""
+    assert isinstance(request.user, User)
+    vm = vm_get_for_owner(user=request.user, vm_id=vm_id)
+    try:
+        path, data = vm_file_download(vm=vm, path=request.GET.get("path", ""))
+    except LabError as exc:
+        return _file_error(exc)
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Disposition"] = (
+        content_disposition_header(as_attachment=True, filename=posixpath.basename(path)) or ""
+    )
+    return response
+
+
+def _file_error(error: LabError) -> JsonResponse:
+    status = 413 if isinstance(error, FileTooLarge) else 409
+    return JsonResponse({"error": error.code, "message": error.message}, status=status)
+
+
+@login_required
+@require_GET
+def kernel_log(request: HttpRequest, vm_id: str) -> JsonResponse:
+    """What the VM's kernel said since power-on, from where the page stopped
+    (vms.kernel_log): the console page's Kernel log pane and boot view."""
+    assert isinstance(request.user, User)
+    vm, _mode = vm_get_for_viewer(user=request.user, vm_id=vm_id)
+    try:
+        offset = max(0, int(request.GET.get("offset", "0")))
+    except ValueError:
+        offset = 0
+    piece = kernel_log_read(
+        path=lifecycle.vm_files(vm).kernel_log,
+        guest=str(vm.domain_uuid or ""),
+        offset=offset,
+        file=request.GET.get("file", ""),
+    )
+    return JsonResponse(
+        {
+            "text": piece.text,
+            "file": piece.file,
+            "start": piece.start,
+            "offset": piece.offset,
+            "restarted": piece.restarted,
+            "more": piece.more,
+            "state": vm.state,
         }
     )
 

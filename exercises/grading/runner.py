@@ -39,6 +39,7 @@ from vms.hypervisor.errors import (
     AgentUnavailable,
     HypervisorError,
 )
+from vms.models import LabVM
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,13 @@ def place_starter(agent: GuestAgent, version: ExerciseVersion) -> None:
     )
     if result.exit_code != 0:
         raise HypervisorError(f"placing starter files failed: {result.stderr[-500:]!r}")
+
+
+def place_starter_in_lab(sender: object, *, vm: LabVM, agent: GuestAgent, **kwargs: object) -> None:
+    """vms.signals.lab_guest_ready: a lab's fresh guest gets its exercise's starter files."""
+    version = vm.exercise.current_version
+    if version is not None:
+        place_starter(agent, version)
 
 
 def run_checker(

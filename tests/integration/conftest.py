@@ -19,6 +19,8 @@ import pytest
 from django.conf import LazySettings
 
 from vms import lifecycle
+from vms.hypervisor.errors import HypervisorError
+from vms.hypervisor.guest import Guest
 from vms.images import BuiltImage, ensure_image
 
 TEST_VM_ROOT = Path("/var/lib/kernellab/test-vms")
@@ -46,14 +48,20 @@ def vm_dir(settings: LazySettings) -> Iterator[Path]:
     settings.VIRT_TYPE = "qemu"  # nested KVM hangs on these machines
     settings.VM_POOL_SIZE = 0
     yield folder
-    leftover = [
-        g.name
-        for g in lifecycle.hypervisor("qemu:///system").guests()
-        if (m := g.metadata()) is not None and m.vm_id != "probe" and str(folder) in g.xml()
-    ]
+    leftover = [g.name for g in lifecycle.hypervisor("qemu:///system").guests() if _in(g, folder)]
     for name in leftover:
         guest = lifecycle.hypervisor("qemu:///system").lookup(name)
         guest.destroy()
         guest.undefine()
     shutil.rmtree(folder, ignore_errors=True)
     assert not leftover, f"test left domains behind: {leftover}"
+
+
+def _in(guest: Guest, folder: Path) -> bool:
+    """Whether the guest is one of ours with files in this test's folder; a
+    domain of another run that vanishes while we look is not."""
+    try:
+        metadata = guest.metadata()
+        return metadata is not None and metadata.vm_id != "probe" and str(folder) in guest.xml()
+    except HypervisorError:
+        return False

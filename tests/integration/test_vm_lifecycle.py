@@ -68,7 +68,7 @@ def test_start_stop_resume_reset_destroy(
     assert sh(vm, "test -e /root/marker && echo present || echo gone").strip() == "gone"
 
     folder = lifecycle.vm_files(vm).directory
-    assert (folder / "disk.qcow2").exists()
+    assert lifecycle.vm_files(vm).disk.exists()
     services.lab_destroy(vm=vm)
     lifecycle.destroy(str(vm.id))
     vm.refresh_from_db()

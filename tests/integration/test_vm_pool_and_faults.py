@@ -48,16 +48,17 @@ def test_start_restores_a_pooled_guest(
     # The claimed guest became this VM: its hostname, its metadata, a fresh prompt.
     assert sh(vm, "hostname").strip() == vm.hostname
     assert domains_of(vm) == [vm.domain_name]
-    folder = lifecycle.vm_files(vm).directory
-    assert not (folder / pool.STATE_FILE).exists()
+    files = lifecycle.vm_files(vm)
+    folder = files.directory
+    assert not files.state_file.exists()
     deadline = time.monotonic() + 20
-    while f"root@{vm.hostname}".encode() not in (folder / "shell.log").read_bytes():
+    while f"root@{vm.hostname}".encode() not in files.shell_log.read_bytes():
         assert time.monotonic() < deadline, "no prompt with the new hostname"
         time.sleep(0.2)
     # ...and the pool is refilled behind it, on the VM's host.
     refills = [c for c in apply_async.call_args_list if c.args[0] == ("local", 1024, 1)]
     assert refills
-    assert refills[0].kwargs["queue"] == "host.local"
+    assert refills[0].kwargs["queue"] == "host.local.housekeeping"
     # A restored guest stops and resumes like any other.
     services.lab_stop(vm=vm)
     lifecycle.stop(str(vm.id))
@@ -74,7 +75,7 @@ def test_worker_killed_mid_provision_is_reconciled(
     world: World, lab_image: BuiltImage, vm_dir: Path, tmp_path: Path
 ) -> None:
     env = {"VM_DIR": str(vm_dir), "VIRT_TYPE": "qemu", "VM_POOL_SIZE": "0"}
-    with celery_worker(tmp_path, "host.local", **env) as worker:
+    with celery_worker(tmp_path, "host.local.lab", **env) as worker:
         vm = services.lab_start(user=world.alice, assignment=world.hello)
         # Kill it while the guest boots: the domain exists, the step is half done.
         deadline = time.monotonic() + 60

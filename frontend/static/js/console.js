@@ -6,6 +6,16 @@
 // Flow control: the server sends at most WINDOW bytes before the page
 // acknowledges what xterm.js has actually rendered, so a flood cannot bury
 // the browser, and Ctrl-C stays responsive.
+//
+// The Kernel log pane and the boot: their one source is the guest's kernel
+// log file (ttyS0 since power-on, GET /vms/<id>/kernel-log), read from where
+// the page stopped. While the VM boots (Starting, Resetting, Resuming) the page
+// reads it twice a second and also writes it into the terminal, dimmed, so a
+// student watches the kernel come up; when the shell connects, the terminal
+// keeps that boot above the prompt. While the VM runs, the pane is read when it
+// is open, and whenever the console websocket says the kernel printed
+// something (its "kernel" message is the nudge, the file the text), so the pane
+// always holds everything since boot, not only what came while it was open.
 (function () {
   "use strict";
   const root = document.getElementById("console");
@@ -19,6 +29,8 @@
   const screen = root.querySelector(".console-screen");
   const kernelPane = root.querySelector(".console-kernel pre");
   const kernelToggle = root.querySelector("[data-kernel-toggle]");
+  const KERNEL_PANE_CHARS = 400000;
+  const BOOTING = ["requested", "provisioning", "resetting", "resuming"];
 
   const term = new window.Terminal({
     cursorBlink: true,
@@ -40,6 +52,59 @@
   let wanted = false; // should we be connected (the VM runs)?
   let timer = null;
   const encoder = new TextEncoder();
+  const kernel = { file: "", offset: 0, busy: false, again: false, timer: null };
+  let vmState = root.dataset.state || "none";
+  let bootText = ""; // the kernel's lines of a boot this page watched, kept above the prompt
+
+  function kernelAppend(text, restarted) {
+    if (restarted) kernelPane.textContent = "";
+    if (!text) return;
+    kernelPane.textContent = (kernelPane.textContent + text).slice(-KERNEL_PANE_CHARS);
+    kernelPane.scrollTop = kernelPane.scrollHeight;
+    if (/\b(Oops|BUG|Kernel panic|WARNING: CPU)\b/.test(text)) root.classList.add("has-oops");
+  }
+
+  function bootAppend(text, restarted) {
+    if (!BOOTING.includes(vmState) || socket) return;
+    const shown = text.replace(/\r?\n/g, "\r\n");
+    if (restarted && bootText) { term.reset(); bootText = ""; }
+    bootText = (bootText + shown).slice(-KERNEL_PANE_CHARS);
+    term.write("\x1b[2m" + shown + "\x1b[0m");
+  }
+
+  // Read what the kernel log gained since the last read; one read at a time.
+  async function readKernelLog() {
+    if (!vmId()) return;
+    if (kernel.busy) { kernel.again = true; return; }
+    kernel.busy = true;
+    try {
+      const url = "/vms/" + vmId() + "/kernel-log?offset=" + kernel.offset +
+        "&file=" + encodeURIComponent(kernel.file);
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) return;
+      const piece = await response.json();
+      const restarted = piece.restarted || piece.file !== kernel.file;
+      kernel.file = piece.file;
+      kernel.offset = piece.offset;
+      kernelAppend(piece.text, restarted);
+      bootAppend(piece.text, restarted);
+      if (piece.more) kernel.again = true;
+    } catch (err) {
+      // the next read tries again
+    } finally {
+      kernel.busy = false;
+      if (kernel.again) { kernel.again = false; readKernelLog(); }
+    }
+  }
+
+  function followKernelLog() {
+    clearInterval(kernel.timer);
+    kernel.timer = null;
+    const booting = BOOTING.includes(vmState);
+    const open = root.classList.contains("show-kernel") && vmState === "running";
+    if (booting || open) kernel.timer = setInterval(readKernelLog, booting ? 500 : 2000);
+    if (booting || open || vmState === "crashed") readKernelLog();
+  }
 
   const CLOSE_TEXT = {
     4401: "You are signed out. Reload the page to sign in again.",
@@ -48,8 +113,9 @@
     4409: "The VM is not running.",
     4410: "The console moved to another server — reconnecting…",
     4411: "Console connection lost — reconnecting…",
+    4429: "This console is open in too many windows or tabs: close one, then reload.",
   };
-  const FINAL = [4401, 4403, 4404];
+  const FINAL = [4401, 4403, 4404, 4429];
 
   function setState(name, text) {
     root.dataset.consoleState = name;
@@ -76,6 +142,12 @@
         credentials: "same-origin",
       });
       if (response.status === 409) { setState("stopped", "The VM is not running."); return; }
+      if (response.status === 429) { // too many tickets: say so, and retry when told
+        const body = await response.json().catch(function () { return {}; });
+        setState("reconnecting", body.message || "Too many connections — waiting…");
+        timer = setTimeout(connect, 1000 * (Number(response.headers.get("Retry-After")) || 30));
+        return;
+      }
       if (!response.ok) { setState("error", CLOSE_TEXT[response.status === 404 ? 4404 : 4403]); return; }
       ticket = await response.json();
     } catch (err) {
@@ -104,6 +176,7 @@
         mode = msg.mode;
         retry = 500;
         term.reset();
+        if (bootText) term.write("\x1b[2m" + bootText + "\x1b[0m\r\n");
         setState(mode === "rw" ? "connected" : "watching",
           mode === "rw" ? "Connected" : "Watching (read-only)");
         term.options.disableStdin = mode !== "rw";
@@ -111,11 +184,11 @@
         sendSize();
         if (mode === "rw") term.focus();
       } else if (msg.type === "kernel") {
-        kernelPane.textContent = (kernelPane.textContent + msg.data).slice(-200000);
-        kernelPane.scrollTop = kernelPane.scrollHeight;
-        if (/\b(Oops|BUG|Kernel panic|WARNING: CPU)\b/.test(msg.data)) root.classList.add("has-oops");
+        readKernelLog(); // the kernel printed something: the file has it, from where we stopped
       } else if (msg.type === "skipped") {
         term.write("\r\n\x1b[33m[" + msg.bytes + " bytes of output skipped: too fast to show]\x1b[0m\r\n");
+      } else if (msg.type === "input-dropped") {
+        term.write("\r\n\x1b[33m[" + msg.bytes + " bytes of input dropped: the VM is not reading its console]\x1b[0m\r\n");
       } else if (msg.type === "vm") {
         if (msg.state !== "running") follow(msg.state, msg.vm);
       } else if (msg.type === "closing") {
@@ -157,16 +230,25 @@
       const shown = root.classList.toggle("show-kernel");
       kernelToggle.setAttribute("aria-pressed", shown ? "true" : "false");
       fit.fit();
+      followKernelLog();
     });
   }
 
   function follow(state, vm) {
+    if (vm && vm !== root.dataset.vm) {
+      kernel.file = ""; kernel.offset = 0; bootText = "";
+      kernelPane.textContent = "";
+      root.classList.remove("has-oops");
+    }
+    if (BOOTING.includes(state) && !BOOTING.includes(vmState) && !socket) { term.reset(); bootText = ""; }
+    vmState = state;
     if (vm) {
       root.dataset.vm = vm;
       const link = root.querySelector("[data-recordings]");
       if (link) { link.href = "/vms/" + vm + "/recordings/"; link.hidden = false; }
     }
     const running = state === "running";
+    followKernelLog();
     if (running && !wanted) { wanted = true; retry = 500; connect(); }
     if (!running) {
       wanted = false;
@@ -175,6 +257,60 @@
       if (socket) socket.close(1000);
     }
   }
+  // Files in and out of the VM (vms/guest_files.py): upload to /root (the
+  // button, or a file dropped on the terminal), download by path.
+  const fileStatus = root.querySelector("[data-testid=file-status]");
+  async function upload(file) {
+    if (!vmId() || vmState !== "running") { fileStatus.textContent = "Start the VM first."; return; }
+    const body = new FormData();
+    body.append("file", file);
+    body.append("directory", "/root");
+    fileStatus.textContent = "Sending " + file.name + "…";
+    try {
+      const response = await fetch("/vms/" + vmId() + "/files/upload", {
+        method: "POST", body: body, credentials: "same-origin",
+        headers: { "X-CSRFToken": csrf, Accept: "application/json" },
+      });
+      const reply = await response.json();
+      fileStatus.textContent = response.ok ? "Sent to " + reply.path : reply.message;
+    } catch (err) {
+      fileStatus.textContent = "The server did not answer; the file was not sent.";
+    }
+  }
+  const uploadInput = root.querySelector("[data-upload]");
+  if (uploadInput) {
+    uploadInput.addEventListener("change", function () {
+      if (uploadInput.files.length) upload(uploadInput.files[0]);
+      uploadInput.value = "";
+    });
+    screen.addEventListener("dragover", function (e) { e.preventDefault(); });
+    screen.addEventListener("drop", function (e) {
+      e.preventDefault();
+      if (e.dataTransfer && e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
+    });
+  }
+  const downloadButton = root.querySelector("[data-download]");
+  if (downloadButton) {
+    downloadButton.addEventListener("click", async function () {
+      const path = window.prompt("Path of the file in your VM:", "/root/");
+      if (!path || !vmId()) return;
+      fileStatus.textContent = "Fetching " + path + "…";
+      try {
+        const response = await fetch("/vms/" + vmId() + "/files/download?path=" + encodeURIComponent(path),
+          { credentials: "same-origin" });
+        if (!response.ok) { fileStatus.textContent = (await response.json()).message; return; }
+        const link = document.createElement("a");
+        link.href = URL.createObjectURL(await response.blob());
+        link.download = path.split("/").pop() || "download";
+        link.click();
+        setTimeout(function () { URL.revokeObjectURL(link.href); }, 10000);
+        fileStatus.textContent = "Downloaded " + path;
+      } catch (err) {
+        fileStatus.textContent = "The server did not answer; nothing was downloaded.";
+      }
+    });
+  }
+
   // The VM panel (vm-panel.js) announces every state change.
   document.addEventListener("kernellab:vm", function (e) { follow(e.detail.state, e.detail.vm); });
   window.addEventListener("online", function () { if (wanted && !socket) { retry = 500; connect(); } });
