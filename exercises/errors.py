@@ -10,6 +10,7 @@ class AttemptRefused(Exception):
     NOT_OPEN = "not_open"  # before the assignment opens
     CLOSED = "closed"  # after its hard close
     ATTEMPT_OPEN = "attempt_open"  # the previous Check or Submit is still being graded
+    TOO_MANY_GRADINGS = "too_many_gradings"  # GRADING_MAX_PER_STUDENT, across exercises
     NO_VM = "no_vm"  # the student's lab VM is not running (or did not answer)
     FILES_REFUSED = "files_refused"  # a Submit's files break the exercise's artifact rules
     NOT_REGRADABLE = "not_regradable"  # only a Submit with stored files can be graded again

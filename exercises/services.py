@@ -39,6 +39,7 @@ from labplatform.courses.deadlines import window_for
 from labplatform.courses.models import Assignment, AssignmentStatus
 from vms.hypervisor.errors import HypervisorError
 from vms.models import LabVM, VMState
+from vms.queues import Work
 from vms.selectors import vm_current_for_student
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def attempt_start(
         )
         attempt.max_score = version.parsed_manifest.max_score(attempt.mode)
         attempt.save()
-        attempt_id, queue = attempt.pk, vm.host.queue
+        attempt_id, queue = attempt.pk, vm.host.queue_for(Work.GRADING)
         transaction.on_commit(lambda: tasks.grade.apply_async((attempt_id,), queue=queue))
     return attempt
 
@@ -176,6 +177,16 @@ def _open_for(
             AttemptRefused.ATTEMPT_OPEN,
             f"Your {pending.get_kind_display().lower()} is still being graded. "
             "Wait for its result, then try again.",
+        )
+    # Across exercises too: one student cannot fill the grading slots.
+    grading = Attempt.objects.filter(
+        student=user, status__in=ATTEMPT_OPEN_STATUSES, regrade_of__isnull=True
+    ).count()
+    if grading >= settings.GRADING_MAX_PER_STUDENT:
+        raise AttemptRefused(
+            AttemptRefused.TOO_MANY_GRADINGS,
+            f"You already have {grading} checks or submissions being graded. "
+            "Wait for one of them to finish, then try again.",
         )
     late = kind == AttemptKind.SUBMIT and window == AssignmentStatus.LATE
     return version, late
@@ -252,7 +263,7 @@ def attempt_submit_files(*, user: User, assignment: Assignment, raw_archive: byt
         )
         attempt.max_score = version.parsed_manifest.max_score(attempt.mode)
         attempt.save()
-        attempt_id, queue = attempt.pk, host_place().queue
+        attempt_id, queue = attempt.pk, host_place().queue_for(Work.GRADING)
         transaction.on_commit(lambda: tasks.grade.apply_async((attempt_id,), queue=queue))
     return attempt
 
@@ -302,7 +313,7 @@ def attempt_regrade(*, attempt: Attempt) -> Attempt:
         )
         regrade.max_score = version.parsed_manifest.max_score("submit")
         regrade.save()
-        regrade_id, queue = regrade.pk, host_place().queue
+        regrade_id, queue = regrade.pk, host_place().queue_for(Work.GRADING)
         transaction.on_commit(lambda: tasks.grade.apply_async((regrade_id,), queue=queue))
     return regrade
 

@@ -25,6 +25,7 @@ from labplatform.accounts.models import User
 from labplatform.courses.access import Can, role_allows, staff_role
 from labplatform.courses.models import AssignmentStatus
 from labplatform.courses.selectors import assignment_access
+from labplatform.ratelimits import rate_limit
 from vms.models import VMState
 from vms.selectors import vm_current_for_student
 
@@ -121,12 +122,14 @@ def _attempt_start(request: HttpRequest, slug: str, kind: AttemptKind) -> HttpRe
 
 @login_required
 @require_POST
+@rate_limit("check")
 def attempt_check(request: HttpRequest, slug: str) -> HttpResponse:
     return _attempt_start(request, slug, AttemptKind.CHECK)
 
 
 @login_required
 @require_POST
+@rate_limit("submit")
 def attempt_submit(request: HttpRequest, slug: str) -> HttpResponse:
     return _attempt_start(request, slug, AttemptKind.SUBMIT)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "exercises",
     "vms",
     "labplatform.api",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -70,6 +72,8 @@ MIDDLEWARE = [
     "labplatform.api.idempotency.IdempotencyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "labplatform.urls"
@@ -118,6 +122,11 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# django-axes first: it refuses a locked-out login before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
@@ -207,6 +216,16 @@ CHANNEL_LAYERS = {
     }
 }
 
+# The Django cache holds the rate limits' counters (labplatform.ratelimits and
+# the API's): in Redis, so that every web process counts the same requests.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("CACHE_URL", REDIS_URL),
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "kernellab"),
+    }
+}
+
 # --- Celery ---------------------------------------------------------------------
 # The longest task (an authoritative Submit: boot a clean guest, build, run the
 # hidden tests) is bounded by CELERY_TASK_TIME_LIMIT; Redis must not hand an
@@ -228,6 +247,15 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Tasks run at once per hypervisor host and kind of work (vms.queues): lab
+# lifecycle, grading and housekeeping each have a worker process of their own
+# (manage.py run_worker <kind>), so a wave of Submits never delays a Start and
+# pool refills never delay the reaper.
+WORKER_SLOTS = {
+    "lab": env_int("WORKER_LAB_SLOTS", 2, minimum=1),
+    "grading": env_int("WORKER_GRADING_SLOTS", 2, minimum=1),
+    "housekeeping": env_int("WORKER_HOUSEKEEPING_SLOTS", 2, minimum=1),
+}
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "reap-vms": {"task": "vms.reap_all", "schedule": 60.0},
     "console-housekeeping": {"task": "vms.console_housekeeping", "schedule": 3600.0},
@@ -250,7 +278,7 @@ IMAGE_CACHE_DIR = env_path("IMAGE_CACHE_DIR", _CACHE_ROOT / "kernellab" / "image
 # by libvirt's qemu user.
 _STATE_ROOT = Path("/var/lib") if os.geteuid() == 0 else DATA_DIR
 VM_DIR = env_path("VM_DIR", _STATE_ROOT / "kernellab" / "vms")
-# The hypervisor host this process's worker serves (its queue is host.<name>).
+# The hypervisor host this process's workers serve (queues host.<name>.<kind>).
 KERNELLAB_HOST_NAME = env_str("KERNELLAB_HOST_NAME", "local")
 # Quotas: guests running at once per student, and per cohort.
 VM_MAX_PER_STUDENT = env_int("VM_MAX_PER_STUDENT", 1, minimum=1)
@@ -263,6 +291,9 @@ VM_BOOT_TIMEOUT_SECONDS = env_int("VM_BOOT_TIMEOUT_SECONDS", 180, minimum=10)
 # Booted-and-saved guests kept ready per host and VM size: a start restores one
 # in about a second instead of booting. 0 turns the pool off.
 VM_POOL_SIZE = env_int("VM_POOL_SIZE", 2, minimum=0)
+# Files a student moves in and out of their running guest from the console page
+# (vms.guest_files), at most this large each way.
+VM_FILE_MAX_BYTES = env_int("VM_FILE_MAX_BYTES", 16 * 1024 * 1024, minimum=1024)
 
 # --- Exercises ----------------------------------------------------------------------
 # One folder per exercise (exercises/catalogue/<slug>/). Validated at start-up
@@ -284,11 +315,52 @@ CONSOLE_LINGER_SECONDS = env_int("CONSOLE_LINGER_SECONDS", 15, minimum=0)
 CONSOLE_RECORDING_DIR = env_path("CONSOLE_RECORDING_DIR", DATA_DIR / "recordings")
 CONSOLE_RECORDING_MAX_BYTES = env_int("CONSOLE_RECORDING_MAX_BYTES", 20 * 1024 * 1024, minimum=0)
 CONSOLE_RECORDING_RETENTION_DAYS = env_int("CONSOLE_RECORDING_RETENTION_DAYS", 90, minimum=1)
+# --- Console limits (what one student can make a web process hold) -------------------
+# Recordings: per session, and in total per VM and per student (bytes on disk,
+# all retained sessions); a recording that reaches a limit ends with a marker.
+CONSOLE_RECORDING_VM_MAX_BYTES = env_int(
+    "CONSOLE_RECORDING_VM_MAX_BYTES", 64 * 1024 * 1024, minimum=0
+)
+CONSOLE_RECORDING_USER_MAX_BYTES = env_int(
+    "CONSOLE_RECORDING_USER_MAX_BYTES", 256 * 1024 * 1024, minimum=0
+)
+# Open consoles per VM: the owner's read-write sockets, and read-only watchers.
+CONSOLE_RW_SESSIONS_PER_VM = env_int("CONSOLE_RW_SESSIONS_PER_VM", 4, minimum=1)
+CONSOLE_RO_SESSIONS_PER_VM = env_int("CONSOLE_RO_SESSIONS_PER_VM", 8, minimum=1)
+# Keystrokes waiting for a guest that does not read its console, at most.
+CONSOLE_INPUT_PENDING_MAX_BYTES = env_int(
+    "CONSOLE_INPUT_PENDING_MAX_BYTES", 256 * 1024, minimum=64 * 1024
+)
+
+# --- Rate limits (labplatform.ratelimits) --------------------------------------------
+# Requests per user and period ("10/min", "100/hour") for what costs the hosts
+# work; over the limit: 429 with Retry-After, and a message on the page.
+RATE_LIMITS = {
+    # Start, Stop, Resume, Reset, Destroy of a lab VM
+    "lab": env_str("RATE_LIMIT_LAB", "20/min"),
+    # console tickets (each reconnect of a console page asks for one)
+    "console": env_str("RATE_LIMIT_CONSOLE", "30/min"),
+    "check": env_str("RATE_LIMIT_CHECK", "10/min"),
+    "submit": env_str("RATE_LIMIT_SUBMIT", "5/min"),
+}
+# Checks and Submits of one student waiting or being graded at once, across
+# exercises (one per exercise at most, whatever this says).
+GRADING_MAX_PER_STUDENT = env_int("GRADING_MAX_PER_STUDENT", 2, minimum=1)
+# Login: after LOGIN_FAILURE_LIMIT wrong passwords for one username from one
+# address, that pair is refused for LOGIN_LOCKOUT_MINUTES (django-axes; its
+# records are in the database, shared by every web process). A successful
+# login resets the count. The address is the client's as uvicorn saw it
+# (--proxy-headers trusts only the local proxy's X-Forwarded-For).
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_LOCKOUT_CALLABLE = "labplatform.ratelimits.login_locked_out"
 
 # --- Pipeline API (/api/v1/) and webhooks ---------------------------------------------
 # Requests per token and period ("120/min", "2000/hour"), counted in the Django
-# cache: with several web processes, give them a shared cache (Redis) so that
-# the limit is per token, not per process.
+# cache (Redis: the limit is per token, not per web process).
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "120/min")
 # How long a create's Idempotency-Key is remembered.
 API_IDEMPOTENCY_HOURS = env_int("API_IDEMPOTENCY_HOURS", 24, minimum=1)
@@ -314,20 +386,50 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # The container's health check asks over plain HTTP on the loopback
+    # (labplatform/ops/healthcheck.py); /healthz says nothing private.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # No SECURE_PROXY_SSL_HEADER: Django would believe X-Forwarded-Proto from
+    # any client. uvicorn --proxy-headers turns it into the request's scheme
+    # for the proxy's addresses only (FORWARDED_ALLOW_IPS), and ignores it
+    # from anyone else.
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
+# --- Observability (labplatform.observability) -------------------------------------
+# /metrics answers staff sessions, and a scraper sending "Authorization: Bearer
+# <METRICS_TOKEN>" (empty: no token accepted); anyone else gets 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# /healthz waits this long for a libvirt host, and reuses its answer this long.
+HEALTH_HOST_TIMEOUT_SECONDS = env_int("HEALTH_HOST_TIMEOUT_SECONDS", 2, minimum=1)
+HEALTH_HOST_CACHE_SECONDS = env_int("HEALTH_HOST_CACHE_SECONDS", 10, minimum=0)
+# Beat sends every queue a heartbeat task this often; a queue whose last one
+# is older than STALE_AFTER intervals has no worker taking its tasks.
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 30, minimum=5)
+WORKER_HEARTBEAT_STALE_AFTER = env_int("WORKER_HEARTBEAT_STALE_AFTER", 3, minimum=2)
+WORKER_HEARTBEAT_KEY_PREFIX = env_str("WORKER_HEARTBEAT_KEY_PREFIX", "kernellab:heartbeat:")
+CELERY_BEAT_SCHEDULE["worker-heartbeats"] = {
+    "task": "observability.heartbeat_all",
+    "schedule": float(WORKER_HEARTBEAT_SECONDS),
+}
+# text for a terminal; json (one object per line) for a log shipper. Records
+# logged while a task works on a VM or an attempt carry its id either way.
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"ids": {"()": "labplatform.observability.logcontext.LogContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)-7s %(name)s:%(context)s %(message)s"},
+        "json": {"()": "labplatform.observability.logcontext.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["ids"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},

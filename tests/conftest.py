@@ -9,10 +9,12 @@ instructor of another course"; each must get 404 for the others' things.
 from __future__ import annotations
 
 import functools
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from django.conf import LazySettings
 from django.contrib.auth.hashers import make_password
 from django.test import Client
 from django.utils import timezone
@@ -26,6 +28,29 @@ from labplatform.courses.services import assignment_set, enrolment_set
 from vms.models import Host
 
 PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(settings: LazySettings) -> None:
+    """Each test counts its own rate limits: a local-memory cache of its own,
+    not the Redis every test run and web process on this machine shares."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-{uuid.uuid4().hex}",
+        }
+    }
+
+
+def pytest_report_header() -> str:
+    # `./kernellab test` runs the unit tests on SQLite and the suite on
+    # PostgreSQL (DATABASE_URL): say which one this run uses.
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    return (
+        f"database: {database['ENGINE'].rsplit('.', 1)[-1]} {database.get('HOST') or ''}".rstrip()
+    )
 
 
 @dataclass

@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
+from vms.queues import Work, host_queue
+
 
 class HostQuerySet(models.QuerySet["Host"]):
     def enabled(self) -> HostQuerySet:
@@ -14,7 +16,8 @@ class HostQuerySet(models.QuerySet["Host"]):
 
 
 class Host(models.Model):
-    """A hypervisor host. Its worker consumes the queue ``host.<name>``."""
+    """A hypervisor host. Its workers consume the queues ``host.<name>.<work>``
+    (vms.queues: lab lifecycle, grading, housekeeping), one worker per kind."""
 
     name = models.SlugField(max_length=64, unique=True)
     uri = models.CharField(max_length=255, help_text="libvirt URI, e.g. qemu+ssh://root@h2/system")
@@ -26,9 +29,8 @@ class Host(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def queue(self) -> str:
-        return f"host.{self.name}"
+    def queue_for(self, work: Work) -> str:
+        return host_queue(self.name, work)
 
 
 # A lab VM's size unless its exercise asks for another.

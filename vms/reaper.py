@@ -24,8 +24,9 @@ from django.utils import timezone
 from vms import lifecycle, pool, sandbox
 from vms.crashes import vm_crashed
 from vms.events import publish_vm_event
+from vms.hosts import guest_is_ours
 from vms.hypervisor.agent import GuestAgent
-from vms.hypervisor.errors import HypervisorError
+from vms.hypervisor.errors import GuestNotFound, HypervisorError
 from vms.hypervisor.guest import Guest, GuestState
 from vms.hypervisor.overlay import vm_files_remove
 from vms.models import LIVE_STATES, TRANSITIONAL_STATES, Host, LabVM, VMState
@@ -127,15 +128,26 @@ def _agent_answers(guest: Guest) -> bool:
 
 def reconcile(host: Host) -> None:
     hv = lifecycle.hypervisor(host.uri)
+    listed_at = timezone.now()
     try:
         guests = list(hv.guests())
     except HypervisorError as exc:
         log.error("reaper: cannot list domains on %s: %s", host.name, exc.message)
         return
     ours = {}
+    # Domains this pass could not read (libvirtd busy or restarting): whose
+    # they are is unknown, so they and their VMs are left for the next pass.
+    unreadable: set[str] = set()
     for guest in guests:
-        metadata = guest.metadata()
-        if metadata is None:
+        try:
+            metadata = guest.metadata()
+            if metadata is None or not guest_is_ours(guest):
+                continue
+        except GuestNotFound:
+            continue  # gone since the listing
+        except HypervisorError as exc:
+            log.warning("reaper: cannot read %s, left alone: %s", guest.name, exc.message)
+            unreadable.add(guest.uuid)
             continue
         if metadata.vm_id == pool.POOL_VM_ID:
             _reap_pool_guest(guest)
@@ -171,8 +183,11 @@ def reconcile(host: Host) -> None:
                 continue
             if panicked:
                 vm_crashed(domain_uuid=found.uuid)
-    # Live rows whose domain is gone.
+    # Live rows whose domain is gone (not one that came to be after the
+    # listing, nor one whose domain could not be read).
     for vm_id, vm in live_rows.items():
+        if vm.state_changed_at >= listed_at or str(vm.domain_uuid) in unreadable:
+            continue
         if vm.state in (VMState.RUNNING, VMState.STOPPED, VMState.CRASHED) and vm_id not in ours:
             lifecycle.fail(
                 vm,

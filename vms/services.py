@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from labplatform.accounts.models import User
@@ -21,28 +21,33 @@ from vms.errors import AssignmentClosed, InvalidState, NoCapacity, QuotaExceeded
 from vms.events import publish_vm_event
 from vms.hypervisor.agent import GuestAgent
 from vms.models import ACTIVE_STATES, Host, LabVM, VMKind, VMState
+from vms.queues import Work
+from vms.waiting import lab_queue_ahead, lab_queue_moved, waiting_progress
 
 
 def _enqueue(task: tasks.VMTask, vm: LabVM) -> None:
-    vm_id, queue = str(vm.id), vm.host.queue
+    vm_id, queue = str(vm.id), vm.host.queue_for(Work.LAB)
     transaction.on_commit(lambda: task.apply_async((vm_id,), queue=queue))
 
 
 def host_place() -> Host:
     """The enabled host with the most free room. Locks the host rows so two
     concurrent starts cannot both take the last slot."""
-    hosts = (
-        Host.objects.enabled()
-        .select_for_update()
-        .annotate(active=Count("vms", filter=Q(vms__state__in=ACTIVE_STATES)))
+    # Lock first, count second: PostgreSQL refuses FOR UPDATE on a GROUP BY.
+    hosts = list(Host.objects.enabled().select_for_update().order_by("pk"))
+    active = dict(
+        LabVM.objects.filter(host__in=hosts, state__in=ACTIVE_STATES)
+        .values_list("host")
+        .annotate(count=Count("pk"))
+        .order_by()
     )
-    candidates = [h for h in hosts if h.active < h.max_vms]  # type: ignore[attr-defined]
+    candidates = [h for h in hosts if active.get(h.pk, 0) < h.max_vms]
     if not candidates:
         raise NoCapacity(
             "All lab machines are full right now. Try again in a few minutes; "
             "stopped labs free their place."
         )
-    return min(candidates, key=lambda h: (h.active / h.max_vms, h.name))  # type: ignore[attr-defined]
+    return min(candidates, key=lambda h: (active.get(h.pk, 0) / h.max_vms, h.name))
 
 
 @transaction.atomic
@@ -69,14 +74,7 @@ def lab_start(*, user: User, assignment: Assignment, preview: bool = False) -> L
     if window == AssignmentStatus.UPCOMING and not preview:
         raise AssignmentClosed("This exercise is not open yet.")
 
-    running = LabVM.objects.active().filter(owner=user, kind=VMKind.LAB)
-    if running.count() >= settings.VM_MAX_PER_STUDENT:
-        other = running.select_related("exercise").first()
-        raise QuotaExceeded(
-            f"You already have {settings.VM_MAX_PER_STUDENT} lab VM(s) running"
-            + (f" (for “{other.exercise.title}”)" if other else "")
-            + ". Stop it before starting another."
-        )
+    _student_quota_check(user)
     if not preview:
         _cohort_limit_check(assignment.cohort)
 
@@ -87,12 +85,52 @@ def lab_start(*, user: User, assignment: Assignment, preview: bool = False) -> L
         assignment=assignment,
         host=host,
         state=VMState.REQUESTED,
-        progress="Waiting for a worker",
+        progress=waiting_progress(lab_queue_ahead(host=host)),
         expires_at=timezone.now() + timedelta(hours=settings.VM_LIFETIME_HOURS),
     )
     _enqueue(tasks.provision, vm)
     transaction.on_commit(lambda: publish_vm_event(vm))
     return vm
+
+
+def _student_quota_check(user: User, *, booting: LabVM | None = None) -> None:
+    running = LabVM.objects.active().filter(owner=user, kind=VMKind.LAB)
+    if booting is not None:
+        running = running.exclude(pk=booting.pk)
+    if running.count() >= settings.VM_MAX_PER_STUDENT:
+        other = running.select_related("exercise").first()
+        raise QuotaExceeded(
+            f"You already have {settings.VM_MAX_PER_STUDENT} lab VM(s) running"
+            + (f" (for “{other.exercise.title}”)" if other else "")
+            + ". Stop it before starting another."
+        )
+
+
+def _host_room_check(host: Host) -> None:
+    """The VM's disk is on its host, so it boots there or not at all. Locks
+    the host row, as host_place does, so two boots cannot take the last place."""
+    # Lock first, count second (as host_place: PostgreSQL refuses FOR UPDATE on a GROUP BY).
+    locked = Host.objects.select_for_update().filter(pk=host.pk).first()
+    active = LabVM.objects.filter(host=host, state__in=ACTIVE_STATES).count()
+    if locked is None or not locked.enabled or active >= locked.max_vms:
+        raise NoCapacity(
+            "The lab machine that keeps this VM is full right now. Try again in a few "
+            "minutes; stopped labs free their place."
+        )
+
+
+def _admit_boot(vm: LabVM) -> None:
+    """A stopped, crashed or failed VM booting again takes a place like a
+    Start: its host's room, the student's quota, the cohort's limit (which
+    the staff's previews ignore, as in lab_start)."""
+    if vm.state in ACTIVE_STATES:
+        return  # already holds its place
+    User.objects.select_for_update().filter(pk=vm.owner_id).first()
+    _student_quota_check(vm.owner, booting=vm)
+    cohort = vm.assignment.cohort if vm.assignment is not None else None
+    if cohort is not None and staff_role(user=vm.owner, cohort=cohort) is None:
+        _cohort_limit_check(cohort)
+    _host_room_check(vm.host)
 
 
 def _cohort_limit_check(cohort: Cohort) -> None:
@@ -130,12 +168,7 @@ def lab_stop(*, vm: LabVM) -> LabVM:
 
 @transaction.atomic
 def lab_resume(*, vm: LabVM) -> LabVM:
-    active = LabVM.objects.active().filter(owner=vm.owner, kind=VMKind.LAB).exclude(pk=vm.pk)
-    if active.count() >= settings.VM_MAX_PER_STUDENT:
-        raise QuotaExceeded("Stop your other running lab VM before resuming this one.")
-    cohort = vm.assignment.cohort if vm.assignment is not None else None
-    if cohort is not None and staff_role(user=vm.owner, cohort=cohort) is None:
-        _cohort_limit_check(cohort)  # the staff's previews ignore it, as in lab_start
+    _admit_boot(vm)
     # A crashed guest's Restart: the same disk, booted again (lifecycle.resume).
     return _move(
         vm, (VMState.STOPPED, VMState.CRASHED), VMState.RESUMING, "resume", tasks.resume, "Resuming"
@@ -144,6 +177,7 @@ def lab_resume(*, vm: LabVM) -> LabVM:
 
 @transaction.atomic
 def lab_reset(*, vm: LabVM) -> LabVM:
+    _admit_boot(vm)
     return _move(
         vm,
         (VMState.RUNNING, VMState.STOPPED, VMState.CRASHED, VMState.FAILED),
@@ -157,7 +191,12 @@ def lab_reset(*, vm: LabVM) -> LabVM:
 @transaction.atomic
 def lab_destroy(*, vm: LabVM) -> LabVM:
     destroyable = tuple(s for s in VMState if s not in (VMState.DESTROYING, VMState.DESTROYED))
-    return _move(vm, destroyable, VMState.DESTROYING, "destroy", tasks.destroy, "Destroying")
+    was_waiting = vm.state == VMState.REQUESTED
+    vm = _move(vm, destroyable, VMState.DESTROYING, "destroy", tasks.destroy, "Destroying")
+    if was_waiting:  # the Starts behind it move up
+        host = vm.host
+        transaction.on_commit(lambda: lab_queue_moved(host=host))
+    return vm
 
 
 def vm_agent(vm: LabVM) -> GuestAgent:

@@ -67,9 +67,10 @@ def reap(host_name: str) -> None:
 def reap_all() -> None:
     """Beat's entry point: the reaper runs on each host's own worker."""
     from vms.models import Host
+    from vms.queues import Work
 
     for host in Host.objects.enabled():
-        reap.apply_async((host.name,), queue=host.queue, expires=55)
+        reap.apply_async((host.name,), queue=host.queue_for(Work.HOUSEKEEPING), expires=55)
 
 
 @shared_task(name="vms.console_housekeeping", ignore_result=True)

@@ -18,7 +18,7 @@ from tests.browser.conftest import screenshot
 from tests.browser.test_dashboard import log_in
 from tests.conftest import World
 from tests.integration.conftest import TEST_VM_ROOT
-from tests.support.processes import asgi_server, celery_worker
+from tests.support.processes import asgi_server, host_worker
 from vms import lifecycle, services
 from vms.images import BuiltImage, ensure_image
 from vms.models import LabVM, VMState
@@ -34,7 +34,7 @@ def lab_site(transactional_db: None, tmp_path: Path) -> Iterator[tuple[str, Path
     env = {"VM_DIR": str(vm_dir), "VIRT_TYPE": "qemu", "VM_POOL_SIZE": "0"}
     try:
         with (
-            celery_worker(tmp_path, "host.local", **env),
+            host_worker(tmp_path, "local", **env),
             asgi_server(tmp_path, CONSOLE_RECORDING_DIR=str(tmp_path / "rec"), **env) as url,
         ):
             yield url, vm_dir

@@ -21,7 +21,7 @@ from labplatform.api.models import Scope
 from tests.conftest import World
 from tests.integration.conftest import TEST_VM_ROOT
 from tests.support.api import token_for
-from tests.support.processes import ROOT, asgi_server, celery_worker
+from tests.support.processes import ROOT, asgi_server, host_worker
 from vms import lifecycle
 from vms.images import BuiltImage
 from vms.models import Host
@@ -54,7 +54,7 @@ def site(world: World, lab_image: BuiltImage, tmp_path: Path) -> Iterator[str]:
         "EXERCISES_CATALOGUE_DIR": str(catalogue),
     }
     try:
-        with celery_worker(tmp_path, f"host.{name}", **env), asgi_server(tmp_path, **env) as url:
+        with host_worker(tmp_path, name, **env), asgi_server(tmp_path, **env) as url:
             yield url
     finally:
         leftover = [

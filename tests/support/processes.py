@@ -3,17 +3,21 @@ afterwards, with their output kept for the failure message."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from django.db import connection
+
+from vms.queues import Work, host_queues, worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -46,6 +50,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         DATABASE_URL=database_url(),
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="WARNING",
+        # Rate-limit counters of this test's servers alone, in the shared Redis.
+        CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex[:12]}",
     )
     env.update(extra)
     return env
@@ -139,7 +145,9 @@ def rss_mib(pid: int) -> float:
 
 @contextmanager
 def celery_worker(log_dir: Path, queue: str, **env: str) -> Iterator[Process]:
-    """A real Celery worker process on its own queue, against the real Redis."""
+    """A real Celery worker process (one slot) on its own queue(s, comma
+    separated), against the real Redis."""
+    name = queue.replace(",", "+")
     worker = Process(
         "celery worker",
         [
@@ -149,16 +157,68 @@ def celery_worker(log_dir: Path, queue: str, **env: str) -> Iterator[Process]:
             "worker",
             "--pool=solo",
             f"--queues={queue}",
-            f"--hostname={queue}@%h",
+            f"--hostname={name}@%h",
             "--loglevel=INFO",
             "--without-mingle",
             "--without-gossip",
         ],
         subprocess_env(**env),
-        log_dir / f"celery-{queue}.log",
+        log_dir / f"celery-{name}.log",
     )
     try:
         worker.wait_until(lambda: "ready." in worker.output(), 60, "ready")
         yield worker
     finally:
         worker.stop()
+
+
+def host_worker(log_dir: Path, host_name: str, **env: str) -> AbstractContextManager[Process]:
+    """One solo worker taking every queue of a host: enough for a test that
+    needs lab steps and gradings done, lighter than host_workers."""
+    return celery_worker(log_dir, ",".join(host_queues(host_name)), **env)
+
+
+def _is_ready(worker: Process) -> bool:
+    return "ready." in worker.output()
+
+
+@contextmanager
+def host_workers(
+    log_dir: Path, host_name: str, *, include: str = "", **env: str
+) -> Iterator[dict[Work, Process]]:
+    """A host's workers as production runs them (manage.py run_worker: one
+    process per kind of work, each with its settings.WORKER_SLOTS). ``include``
+    names an extra module of tasks the workers load (tests' own tasks)."""
+    workers: dict[Work, Process] = {}
+    try:
+        for work in Work:
+            argv = [*worker_argv(work, host_name), "--without-mingle", "--without-gossip"]
+            if include:
+                argv.append(f"--include={include}")
+            workers[work] = Process(
+                f"{work} worker", argv, subprocess_env(**env), log_dir / f"celery-{work}.log"
+            )
+        for worker in workers.values():
+            worker.wait_until(functools.partial(_is_ready, worker), 60, "ready")
+        yield workers
+    finally:
+        for worker in workers.values():
+            worker.stop()
+
+
+@contextmanager
+def panic_watcher(log_dir: Path, **env: str) -> Iterator[Process]:
+    """manage.py watch_host, as it runs beside each worker: lab VMs whose guest
+    kernel panics turn Crashed. Without its reconcile on connect: the libvirtd
+    is shared with other test databases, whose domains it would call orphans."""
+    watcher = Process(
+        "panic watcher",
+        [sys.executable, str(ROOT / "manage.py"), "watch_host", "--host=local", "--no-reconcile"],
+        subprocess_env(LOG_LEVEL="INFO", **env),
+        log_dir / "watcher.log",
+    )
+    try:
+        watcher.wait_until(lambda: "watching" in watcher.output(), 60, "watching")
+        yield watcher
+    finally:
+        watcher.stop()

@@ -14,6 +14,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -67,6 +68,9 @@ def grade_soon(passed: dict[str, bool]) -> Any:
             Attempt.objects.filter(pk=attempt_id).update(
                 status=AttemptStatus.GRADED, score=score, finished_at=timezone.now()
             )
+            # This thread's own connection: left open, PostgreSQL would refuse
+            # to drop the test database at the end of the run.
+            connection.close()
 
         threading.Thread(target=work).start()
 

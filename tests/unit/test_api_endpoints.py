@@ -104,7 +104,7 @@ def test_lab_start_creates_the_vm_and_queues_it(
     assert body["id"] == str(vm.pk)
     assert body["state"] == "requested"
     assert body["exercise"] == "hello-module"
-    assert enqueued.call_args.kwargs["queue"] == "host.local"
+    assert enqueued.call_args.kwargs["queue"] == "host.local.lab"
     status = alice.get(f"/labs/{vm.pk}").json()
     assert status["state"] == "requested"
     assert status["progress"] == "Waiting for a worker"
@@ -198,7 +198,7 @@ def test_upload_is_stored_cleaned_and_queued_without_a_vm(
     assert body["files"]["sha256"] == files.sha256
     assert body["files"]["count"] == 2
     assert enqueued.call_args.args == ((attempt.pk,),)
-    assert enqueued.call_args.kwargs["queue"] == "host.local"
+    assert enqueued.call_args.kwargs["queue"] == "host.local.grading"
 
 
 def test_upload_goes_through_the_artifact_rules(world: World, alice: ApiClient) -> None:

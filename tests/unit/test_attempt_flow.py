@@ -119,7 +119,7 @@ def test_check_is_queued_with_the_vm_and_graded_on_its_host_after_commit(
     callbacks[0]()
     ((args, kwargs),) = enqueued.call_args_list
     assert args == ((attempt.pk,),)
-    assert kwargs == {"queue": "host.local"}
+    assert kwargs == {"queue": "host.local.grading"}
 
     attempt.refresh_from_db()
     assert attempt.status == AttemptStatus.QUEUED
@@ -136,7 +136,7 @@ def test_submit_counts_the_hidden_checks_and_uses_the_vms_host(
     LabVM.objects.filter(pk=vm.pk).update(host=Host.objects.create(name="h2", uri="test:///"))
     attempt = start(world.alice, hello, SUBMIT, django_capture_on_commit_callbacks)
     assert (attempt.kind, attempt.max_score, attempt.vm_id) == (SUBMIT, 25, vm.pk)
-    assert enqueued.call_args.kwargs == {"queue": "host.h2"}
+    assert enqueued.call_args.kwargs == {"queue": "host.h2.grading"}
 
 
 @pytest.mark.parametrize("kind", [CHECK, SUBMIT])

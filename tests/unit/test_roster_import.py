@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import HttpRequest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -128,7 +129,7 @@ def test_a_good_file_creates_links_and_enrols_and_mails_the_new_accounts(
     assert entry.detail["already_enrolled"] == ["alice"]
 
     set_password_from_mail(by_recipient["ada@example.edu"], "adas-engine-1843")
-    assert Client().login(username="ada", password="adas-engine-1843")
+    assert Client().login(request=HttpRequest(), username="ada", password="adas-engine-1843")
 
 
 def test_nothing_is_mailed_before_the_import_commits(

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.http import HttpRequest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -145,7 +146,9 @@ def test_adding_a_new_address_creates_the_account_and_mails_a_working_link(
     set_password_from_mail(mail.outbox[0], "a-new-long-password-42")
     dana.refresh_from_db()
     assert dana.check_password("a-new-long-password-42")
-    assert Client().login(username="Dana.Smith", password="a-new-long-password-42")
+    assert Client().login(
+        request=HttpRequest(), username="Dana.Smith", password="a-new-long-password-42"
+    )
 
 
 def test_adding_an_existing_account_by_username_enrols_it_and_sends_a_note(

@@ -140,7 +140,7 @@ def test_stop_queues_the_stop_task_on_the_vms_host_and_is_audited(
     assert response["Location"] == vms_url(world)
     vm.refresh_from_db()
     assert vm.state == VMState.STOPPING
-    queued.stop.assert_called_once_with((str(vm.pk),), queue="host.local")
+    queued.stop.assert_called_once_with((str(vm.pk),), queue="host.local.lab")
     queued.destroy.assert_not_called()
     entry = AuditEntry.objects.get(cohort=world.autumn)
     assert (entry.action, entry.actor) == ("vm.stop", world.tess)
@@ -156,7 +156,7 @@ def test_destroy_queues_the_destroy_task_and_is_audited(
     assert response.status_code == 302
     vm.refresh_from_db()
     assert vm.state == VMState.DESTROYING
-    queued.destroy.assert_called_once_with((str(vm.pk),), queue="host.local")
+    queued.destroy.assert_called_once_with((str(vm.pk),), queue="host.local.lab")
     queued.stop.assert_not_called()
     assert AuditEntry.objects.get(cohort=world.autumn).action == "vm.destroy"
 

@@ -11,6 +11,7 @@ from unittest import mock
 
 import libvirt
 import pytest
+from django.http import HttpRequest
 from django.test import Client
 
 from tests.conftest import PASSWORD, World
@@ -125,7 +126,7 @@ def test_the_exercise_page_shows_the_crash_and_its_lines(running: LabVM, world: 
         crash_log="<b>Kernel panic</b>",
     )
     client = Client()
-    assert client.login(username="alice", password=PASSWORD)
+    assert client.login(request=HttpRequest(), username="alice", password=PASSWORD)
     html = client.get(f"/exercises/{world.hello.exercise.slug}/").content.decode()
     assert 'data-state="crashed"' in html
     assert "The guest&#x27;s kernel crashed" in html

@@ -39,7 +39,7 @@ def test_start_creates_a_requested_vm_and_enqueues_provision_on_its_host(
     assert vm.host.name == "local"
     ((args, kwargs),) = [c for c in enqueued.call_args_list]
     assert args == ((str(vm.id),),)
-    assert kwargs == {"queue": "host.local"}
+    assert kwargs == {"queue": "host.local.lab"}
 
 
 def test_second_start_returns_the_same_vm(

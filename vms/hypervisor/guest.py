@@ -5,11 +5,13 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from pathlib import Path
+from xml.etree import ElementTree
 
 import libvirt
 
 from vms.hypervisor.domain import METADATA_NS, LabMetadata
-from vms.hypervisor.errors import GuestOperationFailed
+from vms.hypervisor.errors import GuestNotFound, GuestOperationFailed, HypervisorError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,10 @@ class Guest:
         return self.state() in (GuestState.RUNNING, GuestState.PAUSED, GuestState.SHUTTING_DOWN)
 
     def metadata(self) -> LabMetadata | None:
-        """Our stamp on the domain, or None for a domain KernelLab did not make."""
+        """Our stamp on the domain, or None for a domain KernelLab did not make.
+        Any other failure (libvirtd busy or restarting, the domain gone
+        meanwhile) raises: "could not read" must never pass for "not ours",
+        or the reaper would take a live guest for a missing one."""
         try:
             text = self.domain.metadata(
                 libvirt.VIR_DOMAIN_METADATA_ELEMENT,
@@ -86,12 +91,22 @@ class Guest:
                 if self.domain.isPersistent()
                 else libvirt.VIR_DOMAIN_AFFECT_LIVE,
             )
-        except libvirt.libvirtError:
-            return None
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+                return None
+            raise self._failed("reading the metadata", exc) from exc
         return LabMetadata.from_xml(text)
 
     def has_managed_save(self) -> bool:
-        return bool(self.domain.hasManagedSaveImage(0))
+        try:
+            return bool(self.domain.hasManagedSaveImage(0))
+        except libvirt.libvirtError as exc:
+            raise self._failed("reading the saved state", exc) from exc
+
+    def _failed(self, what: str, exc: libvirt.libvirtError) -> HypervisorError:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return GuestNotFound(f"{self.name} is gone ({what}): {exc}")
+        return GuestOperationFailed(f"{what} of {self.name} failed: {exc}")
 
     def _call(self, what: str, func: object, *args: object) -> None:
         try:
@@ -149,3 +164,15 @@ class Guest:
 
     def xml(self) -> str:
         return str(self.domain.XMLDesc(0))
+
+    def disk_paths(self) -> list[Path]:
+        """The files behind its disks, as its definition names them."""
+        try:
+            root = ElementTree.fromstring(self.xml())  # noqa: S314 - libvirt's own definition
+        except libvirt.libvirtError as exc:
+            raise self._failed("reading the definition", exc) from exc
+        return [
+            Path(source.attrib["file"])
+            for source in root.iterfind("./devices/disk/source")
+            if "file" in source.attrib
+        ]

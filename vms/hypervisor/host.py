@@ -85,6 +85,16 @@ class Host:
         with self._lock:
             self._close_quietly()
 
+    def ping(self) -> str:
+        """One round trip to libvirtd (health checks): its version, or
+        HostUnavailable saying why not."""
+        try:
+            version = int(self.conn.getLibVersion())
+        except libvirt.libvirtError as exc:
+            raise HostUnavailable(f"libvirt at {self.uri} did not answer: {exc}") from exc
+        major, rest = divmod(version, 1_000_000)
+        return f"libvirt {major}.{rest // 1000}.{rest % 1000}"
+
     def define_and_start(self, xml: str) -> Guest:
         try:
             domain = self.conn.defineXML(xml)
@@ -137,5 +147,9 @@ class Host:
             return None
 
     def guests(self) -> Iterator[Guest]:
-        for domain in self.conn.listAllDomains(0):
+        try:
+            domains = self.conn.listAllDomains(0)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"listing the domains of {self.uri} failed: {exc}") from exc
+        for domain in domains:
             yield Guest(domain)
