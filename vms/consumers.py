@@ -28,7 +28,7 @@ from vms import lifecycle
 from vms.console.access import ConsoleGrant, console_token_redeem
 from vms.console.hub import ConsoleHub, Viewer, hubs
 from vms.console.protocol import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, CloseCode, ConsoleRefused
-from vms.console.recording import CastWriter, recording_path
+from vms.console.recording import CastWriter, recording_budget, recording_path
 from vms.events import vm_group
 from vms.hypervisor.errors import HypervisorError
 from vms.models import ConsoleMode, ConsoleSession, LabVM, VMState
@@ -45,13 +45,27 @@ def _redeem(user: Any, vm_id: str, token: str | None) -> ConsoleGrant:
 
 
 @database_sync_to_async
-def _session_start(grant: ConsoleGrant, user: Any) -> ConsoleSession:
+def _session_start(
+    grant: ConsoleGrant, user: Any, live_recording_bytes: int
+) -> tuple[ConsoleSession, CastWriter | None]:
+    """The session's row, and its recorder when it is recorded (the owner's)."""
     session = ConsoleSession.objects.create(vm=grant.vm, user=user, mode=grant.mode)
-    if grant.mode == ConsoleMode.READ_WRITE and settings.CONSOLE_RECORDING_MAX_BYTES:
-        path = recording_path(settings.CONSOLE_RECORDING_DIR, grant.vm.pk, session.pk)
-        ConsoleSession.objects.filter(pk=session.pk).update(recording=str(path))
-        session.recording = str(path)
-    return session
+    if grant.mode != ConsoleMode.READ_WRITE or not settings.CONSOLE_RECORDING_MAX_BYTES:
+        return session, None
+    vm = grant.vm
+    budget, limit = recording_budget(vm=vm, user=user, live_bytes=live_recording_bytes)
+    path = recording_path(settings.CONSOLE_RECORDING_DIR, vm.pk, session.pk)
+    ConsoleSession.objects.filter(pk=session.pk).update(recording=str(path))
+    session.recording = str(path)
+    recorder = CastWriter(
+        path,
+        cols=80,
+        rows=24,
+        max_bytes=budget,
+        limit=limit,
+        title=f"{vm.exercise.slug} — {vm.owner.username}",
+    )
+    return session, recorder
 
 
 @database_sync_to_async
@@ -72,6 +86,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
     hub: ConsoleHub | None = None
     viewer: Viewer | None = None
     session: ConsoleSession | None = None
+    seat: ConsoleHub | None = None  # the hub whose seat this socket holds
     _last_touch = 0.0
 
     def _token(self) -> str | None:
@@ -103,18 +118,16 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             log.warning("console of %s could not be opened: %s", vm.pk, exc)
             await self.refuse(CloseCode.CONSOLE_LOST)
             return
-        self.session = await _session_start(self.grant, self.scope["user"])
-        recorder = None
-        if self.session.recording:
-            recorder = CastWriter(
-                recording_path(settings.CONSOLE_RECORDING_DIR, vm.pk, self.session.pk),
-                cols=80,
-                rows=24,
-                max_bytes=settings.CONSOLE_RECORDING_MAX_BYTES,
-                title=f"{vm.exercise.slug} — {vm.owner.username}",
-            )
+        read_only = self.grant.mode == ConsoleMode.READ_ONLY
+        if not self.hub.take_seat(read_only=read_only):
+            await self.refuse(CloseCode.TOO_MANY_CONSOLES)
+            return
+        self.seat = self.hub
+        self.session, recorder = await _session_start(
+            self.grant, self.scope["user"], self.hub.recording_bytes()
+        )
         self.viewer = Viewer(
-            read_only=self.grant.mode == ConsoleMode.READ_ONLY,
+            read_only=read_only,
             send_bytes=self._send_bytes,
             send_json=self._send_json,
             close=self.refuse,
@@ -146,6 +159,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(vm_group(self.grant.vm.pk), self.channel_name)
         recorder = None
         try:
+            if self.seat is not None and self.grant is not None:
+                self.seat.release_seat(read_only=self.grant.mode == ConsoleMode.READ_ONLY)
+                self.seat = None
             if self.hub is not None and self.viewer is not None:
                 recorder = self.hub.leave(self.viewer)
                 await self.viewer.stop()
@@ -162,7 +178,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             # Read-only is enforced here, whatever the page does.
             if self.viewer.read_only or len(bytes_data) > MAX_INPUT_FRAME:
                 return
-            self.hub.input(bytes_data)
+            if not self.hub.input(bytes_data):
+                self.viewer.note_input_dropped(len(bytes_data))
             now = time.monotonic()
             if now - self._last_touch > ACTIVITY_EVERY_SECONDS:
                 self._last_touch = now

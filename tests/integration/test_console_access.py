@@ -21,7 +21,9 @@ from labplatform.asgi import application
 from tests.conftest import World
 from vms import services
 from vms.console import access
+from vms.console.hub import ConsoleHub
 from vms.console.protocol import SUBPROTOCOL, CloseCode
+from vms.hypervisor.host import Host
 from vms.models import ConsoleSession, ConsoleToken, LabVM, VMState
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -45,8 +47,18 @@ class RecordingHub:
     def leave(self, viewer: Any) -> None:
         self.viewers.remove(viewer)
 
-    def input(self, data: bytes) -> None:
+    def input(self, data: bytes) -> bool:
         self.inputs.append(data)
+        return True
+
+    def take_seat(self, *, read_only: bool) -> bool:
+        return True
+
+    def release_seat(self, *, read_only: bool) -> None:
+        pass
+
+    def recording_bytes(self) -> int:
+        return 0
 
     def resize(self, cols: int, rows: int) -> None:
         self.sizes.append((cols, rows))
@@ -212,3 +224,36 @@ async def test_owner_types_and_instructor_only_watches(world: World, hub: Record
     assert all(s.ended_at for s in sessions)
     assert sessions[1].recording  # the owner's session is recorded
     assert not sessions[0].recording
+
+
+async def test_consoles_per_vm_are_capped_and_a_closed_one_frees_its_seat(
+    world: World, monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Any
+) -> None:
+    settings.CONSOLE_RW_SESSIONS_PER_VM = 2
+    settings.CONSOLE_RECORDING_DIR = tmp_path
+    vm = await sync_to_async(running_vm)(world)
+    # A real hub (never opened: no libvirt here), so its seats are what count.
+    real = ConsoleHub(vm_id=str(vm.pk), domain_uuid=str(vm.domain_uuid), host=Host("test:///"))
+
+    class Registry:
+        async def get(self, **kwargs: Any) -> ConsoleHub:
+            return real
+
+    monkeypatch.setattr("vms.consumers.hubs", lambda: Registry())
+    first, ok = await open_console(vm.pk, user=world.alice, token=await issue(world.alice, vm))
+    assert ok
+    second, ok = await open_console(vm.pk, user=world.alice, token=await issue(world.alice, vm))
+    assert ok
+    third, _ = await open_console(vm.pk, user=world.alice, token=await issue(world.alice, vm))
+    assert await close_code(third) == CloseCode.TOO_MANY_CONSOLES
+    watcher, ok = await open_console(vm.pk, user=world.tess, token=await issue(world.tess, vm))
+    assert ok  # read-only watchers have seats of their own
+    assert json.loads(await watcher.receive_from(timeout=5))["mode"] == "ro"
+
+    await first.disconnect()
+    again, ok = await open_console(vm.pk, user=world.alice, token=await issue(world.alice, vm))
+    assert ok
+    assert json.loads(await again.receive_from(timeout=5))["type"] == "hello"
+    for ws in (second, watcher, again):
+        await ws.disconnect()
+    real.close(CloseCode.CONSOLE_LOST)

@@ -12,7 +12,18 @@ Memory is bounded per VM and per viewer, whatever the guest does:
   cannot keep up (slow network, a browser busy rendering a flood) has the
   excess dropped and is told how many bytes it missed;
 - the scrollback is a ring of CONSOLE_SCROLLBACK_BYTES;
-- a recording is capped in size (recording.py).
+- a recording is capped in size (recording.py);
+- the websocket transport holds at most uvicorn's write high-water mark
+  (64 KiB) beyond that queue: uvicorn's websockets-sansio ``send`` waits
+  until the transport drains, so a viewer that stops reading blocks its own
+  sender, and its queue drops the oldest output (tests/integration/
+  test_console_transport.py proves the bound with a real server);
+- each VM admits CONSOLE_RW_SESSIONS_PER_VM read-write sockets and
+  CONSOLE_RO_SESSIONS_PER_VM read-only ones (``take_seat``);
+- keystrokes wait for the guest in a queue of at most
+  CONSOLE_INPUT_PENDING_MAX_BYTES, sent by a thread (hypervisor/console.py);
+  a frame past it is refused and the viewer told ("input-dropped");
+- one resize at a time reaches the guest, the latest size wins.
 The guest is therefore never slowed down by a viewer, and Ctrl-C reaches it
 at once (input has its own path) and shows up after at most one queue of
 output.
@@ -52,6 +63,7 @@ log = logging.getLogger(__name__)
 FRAME_MAX = 64 * 1024  # largest websocket frame we send
 VIEWER_QUEUE_BYTES = 512 * 1024
 KERNEL_SCROLLBACK = 64 * 1024
+RESIZE_SETTLE_SECONDS = 0.15  # a burst of resizes (a window dragged) settles first
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,7 @@ class Viewer:
         self._queue: deque[bytes | dict[str, Any] | _Close] = deque()
         self._queued = 0
         self.skipped = 0
+        self.input_dropped = 0
         self.window: int | None = None
         self.unacked = 0
         self._wake = asyncio.Event()
@@ -145,6 +158,12 @@ class Viewer:
         self._queued += size
         self._wake.set()
 
+    def note_input_dropped(self, count: int) -> None:
+        """Keystrokes the guest could not take; the viewer is told once
+        sending resumes (one notice for a burst, not one per frame)."""
+        self.input_dropped += count
+        self._wake.set()
+
     def set_window(self, window: int) -> None:
         self.window = max(FRAME_MAX, min(window, 16 * 1024 * 1024))
         self._wake.set()
@@ -162,14 +181,22 @@ class Viewer:
     def _can_send(self) -> bool:
         return self.window is None or self.unacked < self.window
 
+    async def _send_notices(self) -> None:
+        if self.skipped:
+            skipped, self.skipped = self.skipped, 0
+            await self._send_json({"type": "skipped", "bytes": skipped})
+        if self.input_dropped:
+            dropped, self.input_dropped = self.input_dropped, 0
+            await self._send_json({"type": "input-dropped", "bytes": dropped})
+
     async def _sender(self) -> None:
         while not self._closing:
             await self._wake.wait()
             self._wake.clear()
+            if self.input_dropped:
+                await self._send_notices()
             while self._queue and self._can_send():
-                if self.skipped:
-                    skipped, self.skipped = self.skipped, 0
-                    await self._send_json({"type": "skipped", "bytes": skipped})
+                await self._send_notices()
                 item = self._queue.popleft()
                 if isinstance(item, _Close):
                     await self._close(item.code)
@@ -235,7 +262,9 @@ class ConsoleHub:
         self._on_gone = on_gone
         self._loop = asyncio.get_running_loop()
         self._linger: asyncio.TimerHandle | None = None
-        self._resize_task: asyncio.Task[None] | None = None
+        self._resizer: asyncio.Task[None] | None = None
+        self._wanted_size: tuple[int, int] | None = None
+        self._seats = {True: 0, False: 0}  # taken, by read_only
         self._kernel_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.closed = False
         self.shell = ConsoleStream(
@@ -245,6 +274,8 @@ class ConsoleHub:
             loop=self._loop,
             on_data=self.feed,
             on_closed=self._shell_closed,
+            private_connection=True,  # its input may get stuck (see ConsoleStream)
+            input_max=int(settings.CONSOLE_INPUT_PENDING_MAX_BYTES),
         )
         self.kernel = ConsoleStream(
             host,
@@ -284,6 +315,27 @@ class ConsoleHub:
 
     # -- viewers --
 
+    def take_seat(self, *, read_only: bool) -> bool:
+        """Reserve a place for one more socket, or False when the VM has as
+        many as it may (CONSOLE_RW/RO_SESSIONS_PER_VM). Synchronous, so two
+        sockets arriving together cannot both take the last seat."""
+        limit = (
+            settings.CONSOLE_RO_SESSIONS_PER_VM
+            if read_only
+            else settings.CONSOLE_RW_SESSIONS_PER_VM
+        )
+        if self._seats[read_only] >= limit:
+            return False
+        self._seats[read_only] += 1
+        return True
+
+    def release_seat(self, *, read_only: bool) -> None:
+        self._seats[read_only] = max(0, self._seats[read_only] - 1)
+
+    def recording_bytes(self) -> int:
+        """What the recordings open on this hub have written so far."""
+        return sum(int(recorder.written) for recorder in self.recorders.values())
+
     def join(self, viewer: Viewer, recorder: Any = None) -> None:
         if self._linger is not None:
             self._linger.cancel()
@@ -309,34 +361,44 @@ class ConsoleHub:
 
     # -- input --
 
-    def input(self, data: bytes) -> None:
-        self.shell.write(data)
+    def input(self, data: bytes) -> bool:
+        """Queue keystrokes; False when the guest has too many waiting."""
+        return self.shell.write(data)
 
     def resize(self, cols: int, rows: int) -> None:
         """Tell the guest's tty its size, so full-screen programs draw right.
 
         The virtio console has no size of its own; setting the tty's winsize
         with stty makes the kernel send SIGWINCH to the foreground program.
-        Debounced: only the last size of a burst of resizes is applied.
+        That is a guest-agent call (up to seconds) on a thread of the pool
+        that console opens and log reads share, so one console has at most
+        one in flight: a storm of resizes costs one thread, and the guest
+        gets the latest size once the storm settles.
         """
         for recorder in self.recorders.values():
             recorder.resize(cols, rows)
-        if self._resize_task is not None:
-            self._resize_task.cancel()
-        self._resize_task = self._loop.create_task(self._apply_size(cols, rows))
+        self._wanted_size = (cols, rows)
+        if self._resizer is None or self._resizer.done():
+            self._resizer = self._loop.create_task(self._apply_sizes())
 
-    async def _apply_size(self, cols: int, rows: int) -> None:
-        await asyncio.sleep(0.15)
+    async def _apply_sizes(self) -> None:
+        applied: tuple[int, int] | None = None
+        while not self.closed:
+            await asyncio.sleep(RESIZE_SETTLE_SECONDS)
+            size = self._wanted_size
+            if size is None or size == applied:
+                return
+            try:
+                await asyncio.to_thread(self.set_tty_size, *size)
+            except HypervisorError as exc:
+                log.info("could not resize the console of %s: %s", self.vm_id, exc)
+            applied = size
+
+    def set_tty_size(self, cols: int, rows: int) -> None:
+        """Blocking: the guest agent runs stty on the shell's console."""
         argv = ["stty", "-F", "/dev/hvc0", "rows", str(rows), "cols", str(cols)]
-
-        def run() -> None:
-            guest = self.host.lookup_uuid(self.domain_uuid)
-            GuestAgent(guest, call_timeout=5).exec(argv, timeout=5)
-
-        try:
-            await asyncio.to_thread(run)
-        except HypervisorError as exc:
-            log.info("could not resize the console of %s: %s", self.vm_id, exc)
+        guest = self.host.lookup_uuid(self.domain_uuid)
+        GuestAgent(guest, call_timeout=5).exec(argv, timeout=5)
 
     # -- the end --
 

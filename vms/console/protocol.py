@@ -12,6 +12,7 @@ server -> browser
   {"type": "hello", "mode": "rw"|"ro", "vm": "...", "hostname": "...", "session": "..."}
   {"type": "kernel", "data": "..."}             kernel messages (ttyS0)
   {"type": "skipped", "bytes": N}               output dropped for a viewer too slow to keep up
+  {"type": "input-dropped", "bytes": N}         keystrokes refused: the guest is not reading them
   {"type": "vm", "state": "...", ...}           VM state changes
   {"type": "closing", "code": 44xx, "reason": "..."} sent before a close we initiate
 """
@@ -34,6 +35,7 @@ class CloseCode(enum.IntEnum):
     VM_NOT_RUNNING = 4409
     CONSOLE_MOVED = 4410  # another web process took the console (hand-over)
     CONSOLE_LOST = 4411  # the stream ended: guest stopped, libvirt restarted
+    TOO_MANY_CONSOLES = 4429  # the VM has as many open consoles of this kind as it may
     BAD_MESSAGE = 4400
 
     @property
@@ -49,6 +51,9 @@ _REASONS = {
     CloseCode.VM_NOT_RUNNING: "The VM is not running.",
     CloseCode.CONSOLE_MOVED: "The console was opened by another server; reconnecting.",
     CloseCode.CONSOLE_LOST: "The console connection ended.",
+    CloseCode.TOO_MANY_CONSOLES: (
+        "This VM's console is open in too many windows or tabs; close one and reload."
+    ),
     CloseCode.BAD_MESSAGE: "Unexpected message.",
 }
 

@@ -15,6 +15,18 @@ memory is the hub's job (vms/console/hub.py).
 libvirt allows one console client per domain: opening with FORCE takes the
 console away from whoever had it, and that holder sees ``on_closed`` with
 ``taken_over=True`` so it can tell its viewers instead of hanging.
+
+Input never runs on the asyncio loop. libvirt's remote client sends stream
+data blocking, whatever the stream's flags: once the guest stops reading its
+console (a stopped shell, a wedged tty), libvirtd stops reading our socket
+and ``send`` waits for as long as the guest does. Keystrokes therefore go
+through a small queue of at most ``input_max`` bytes (past it, a frame is
+refused and the caller says so) to a writer thread of this stream, and a
+stream that takes input (``private_connection=True``) has a libvirt
+connection of its own: a stuck send holds that connection's socket, and on
+a shared one every call of the process would queue behind it. Tearing a
+stream down (``abort``, closing its connection) is a round trip on that
+connection too, so it also happens on the writer thread, never on the loop.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +47,7 @@ from vms.hypervisor.host import Host
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
+INPUT_MAX = 256 * 1024  # keystrokes waiting for the guest, at most (default)
 INBOX_MAX = 4 * 1024 * 1024  # output waiting for the asyncio loop, at most
 # Output is handed over at once while the console is interactive (echoes,
 # prompts, a short listing). Once a burst passes BURST_BYTES without a quiet
@@ -75,15 +89,20 @@ class ConsoleStream:
         loop: asyncio.AbstractEventLoop,
         on_data: Callable[[bytes], None],
         on_closed: Callable[[StreamClosed], None],
+        private_connection: bool = False,
+        input_max: int = INPUT_MAX,
     ) -> None:
         self.host = host
+        self.input_max = input_max
+        # The connection this stream lives on: its own for a stream that
+        # takes input (see the module's docstring), else the host's.
+        self._own_host = Host(host.uri) if private_connection else None
         self.domain_uuid = domain_uuid
         self.device = device
         self.loop = loop
         self._on_data = on_data
         self._on_closed = on_closed
         self._stream: libvirt.virStream | None = None
-        self._domain: libvirt.virDomain | None = None
         self._closed = False
         self._lock = threading.Lock()
         self._inbox = bytearray()
@@ -92,13 +111,24 @@ class ConsoleStream:
         self._last_delivery = 0.0
         self._events = _EVENTS  # what libvirt calls _libvirt_event for
         self._burst = 0  # bytes delivered since the console was last quiet
-        self._pending_input = bytearray()
-        self._flush_handle: asyncio.TimerHandle | None = None
+        # Input, shared with the writer thread under _input_ready's lock.
+        self._input_ready = threading.Condition()
+        self._pending_input = bytearray()  # queued and in flight
+        self._writer_running = False
+        self._teardown: Callable[[], None] | None = None  # for the writer, once it is idle
 
     # -- opening and closing (blocking libvirt calls: run them in a thread) --
 
     def open_blocking(self) -> None:
-        conn = self.host.conn
+        try:
+            self._open_blocking()
+        except HypervisorError:
+            if self._own_host is not None:
+                self._own_host.close()
+            raise
+
+    def _open_blocking(self) -> None:
+        conn = (self._own_host or self.host).conn
         try:
             domain = conn.lookupByUUIDString(self.domain_uuid)
         except libvirt.libvirtError as exc:
@@ -113,24 +143,37 @@ class ConsoleStream:
             with contextlib.suppress(libvirt.libvirtError):
                 stream.abort()
             raise HypervisorError(f"opening console {self.device}: {exc}") from exc
-        self._domain, self._stream = domain, stream
+        self._stream = stream
 
     async def open(self) -> None:
         await asyncio.to_thread(self.open_blocking)
 
     def close(self) -> None:
-        """Our own close: no on_closed callback."""
+        """Our own close: no on_closed callback. Returns at once: the libvirt
+        side is torn down on the writer thread, after the send it may be
+        stuck in, or on a thread of its own."""
         if self._closed:
             return
         self._closed = True
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
         stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(libvirt.libvirtError):
-                stream.eventRemoveCallback()
-            with contextlib.suppress(libvirt.libvirtError):
-                stream.abort()
+        own_host = self._own_host
+
+        def teardown() -> None:
+            if stream is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    stream.eventRemoveCallback()
+                with contextlib.suppress(libvirt.libvirtError):
+                    stream.abort()
+            if own_host is not None:
+                own_host.close()
+
+        with self._input_ready:
+            self._pending_input.clear()  # input for a closed console goes nowhere
+            if self._writer_running:
+                self._teardown = teardown
+                self._input_ready.notify()
+                return
+        threading.Thread(target=teardown, name="console-teardown", daemon=True).start()
 
     @property
     def closed(self) -> bool:
@@ -218,35 +261,70 @@ class ConsoleStream:
         if ended is not None:
             self._end(ended)
 
-    def write(self, data: bytes) -> None:
-        """Non-blocking; what libvirt cannot take now is retried shortly (keys
-        are never dropped, and they are few)."""
-        if self._closed:
-            return
-        self._pending_input += data
-        self._flush_input()
+    # -- input: queued on the asyncio loop, sent by the writer thread --
 
-    def _flush_input(self) -> None:
-        self._flush_handle = None
-        while self._pending_input and self._stream is not None and not self._closed:
+    @property
+    def pending_input(self) -> int:
+        return len(self._pending_input)
+
+    def write(self, data: bytes) -> bool:
+        """Queue keystrokes for the guest; never blocks. False, and nothing
+        queued, when more than ``input_max`` bytes already wait: the guest is
+        not reading its console, and a frame cut in two would be worse than
+        one refused whole."""
+        if self._closed or self._stream is None:
+            return False
+        with self._input_ready:
+            if len(self._pending_input) + len(data) > self.input_max:
+                return False
+            self._pending_input += data
+            self._input_ready.notify()
+            if self._writer_running:
+                return True
+            self._writer_running = True
+        threading.Thread(
+            target=self._write_input, name=f"console-input-{self.device}", daemon=True
+        ).start()
+        return True
+
+    def _write_input(self) -> None:
+        """The writer thread: sends queued input while the stream is open,
+        then runs the teardown that close() left for it."""
+        stream = self._stream
+        failure: str | None = None
+        while stream is not None:
+            with self._input_ready:
+                while not self._pending_input and self._teardown is None:
+                    self._input_ready.wait()
+                if self._teardown is not None:
+                    break
+                chunk = bytes(self._pending_input[:READ_CHUNK])
             try:
-                sent = self._stream.send(bytes(self._pending_input[:READ_CHUNK]))
+                sent = stream.send(chunk)  # blocks while the guest does not read
             except libvirt.libvirtError as exc:
-                self._end(f"console stream failed: {exc}")
-                return
-            if sent == -2:
-                self._flush_handle = self.loop.call_later(0.005, self._flush_input)
-                return
-            del self._pending_input[: max(0, sent)]
+                failure = f"console stream failed: {exc}"
+                break
+            if sent == -2:  # libvirt's own buffer is full: try again shortly
+                time.sleep(0.005)
+                continue
+            with self._input_ready:
+                del self._pending_input[: max(0, sent)]
+        with self._input_ready:
+            self._writer_running = False
+            teardown, self._teardown = self._teardown, None
+        if teardown is not None:
+            teardown()
+        elif failure is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self.loop.call_soon_threadsafe(self._end, failure)
 
     # -- the end --
 
     def _guest_running(self) -> bool:
-        if self._domain is None:
-            return False
+        # Asked on the host's connection: a private one is being closed now.
         try:
-            state, _ = self._domain.state()
-        except libvirt.libvirtError:
+            state, _ = self.host.conn.lookupByUUIDString(self.domain_uuid).state()
+        except (libvirt.libvirtError, HypervisorError):
             return False
         return state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED)
 
