@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from django.urls import reverse
 from ninja import Schema
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from exercises.models import Attempt, AttemptKind, AttemptStatus, CheckResult, Exercise
 from labplatform.api.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
@@ -290,6 +290,14 @@ class WebhookIn(Schema):
         description="every attempt in this cohort instead of your own (instructors of the "
         "cohort, with a token that also has the cohort-admin scope)",
     )
+
+    @field_validator("url", "description")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        # PostgreSQL refuses a NUL in text; no other control character belongs here either.
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("must not contain control characters")
+        return value
 
 
 class WebhookOut(Schema):
