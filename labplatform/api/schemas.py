@@ -5,7 +5,7 @@ what is sent."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.urls import reverse
 from ninja import Schema
@@ -200,6 +200,12 @@ class AttemptOut(Schema):
             ),
             regrade_of=attempt.regrade_of_id,
         )
+
+
+# Query-string filters: refused with 422 when malformed, never passed on to
+# the database (PostgreSQL refuses a NUL in text, SQLite does not).
+SlugFilter = Annotated[str, Field(max_length=64, pattern=r"^[-a-zA-Z0-9_]+$")]
+TextFilter = Annotated[str, Field(max_length=64, pattern=r"^[^\x00]*$")]
 
 
 class AttemptIn(Schema):

@@ -68,3 +68,24 @@ def test_a_webhook_with_a_nul_in_its_text_is_refused_not_a_server_error(
     response = alice.post("/webhooks", data=json.dumps(body), content_type="application/json")
     assert response.status_code in (400, 422), response.content
     assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/exercises?topic=mod%00ules",
+        "/labs?exercise=hello%00",
+        "/attempts?exercise=hello%00",
+        "/labs?exercise=" + "x" * 65,
+    ],
+)
+def test_a_query_filter_with_a_nul_is_refused_before_the_database(world: World, path: str) -> None:
+    # PostgreSQL answered this with a 500 (psycopg refuses the NUL), SQLite with an empty list.
+    response = api_as(world.alice, Scope.READ).get(path)
+    assert response.status_code == 422, response.content
+    assert response.json()["code"] == "validation_error"
+
+
+def test_a_good_filter_still_filters(world: World) -> None:
+    response = api_as(world.alice, Scope.READ).get("/labs?exercise=hello-module")
+    assert response.status_code == 200

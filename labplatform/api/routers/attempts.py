@@ -18,7 +18,7 @@ from labplatform.api.routers.common import (
     PageParams,
     paginate,
 )
-from labplatform.api.schemas import AttemptIn, AttemptOut, Problem
+from labplatform.api.schemas import AttemptIn, AttemptOut, Problem, SlugFilter
 from labplatform.api.selectors import attempt_list_for_student
 from labplatform.courses.selectors import assignment_get_for_student
 
@@ -92,7 +92,7 @@ def attempt_regrade(request: HttpRequest, attempt_id: int) -> Status[AttemptOut]
 def attempt_list(
     request: HttpRequest,
     page: Query[PageParams],
-    exercise: str | None = None,
+    exercise: SlugFilter | None = None,
     kind: AttemptKind | None = None,
     status: AttemptStatus | None = None,
 ) -> Page[AttemptOut]:

@@ -6,7 +6,7 @@ from ninja import Query, Router
 from exercises.models import ExerciseVersion
 from labplatform.api.auth import READ, user_of
 from labplatform.api.routers.common import ERRORS, Page, PageParams, paginate
-from labplatform.api.schemas import ArtifactOut, ExerciseDetailOut, ExerciseOut
+from labplatform.api.schemas import ArtifactOut, ExerciseDetailOut, ExerciseOut, TextFilter
 from labplatform.courses.selectors import assignment_get_for_student, assignment_list_for_student
 
 router = Router(tags=["exercises"])
@@ -14,7 +14,7 @@ router = Router(tags=["exercises"])
 
 @router.get("/exercises", response={200: Page[ExerciseOut], **ERRORS}, auth=READ)
 def exercise_list(
-    request: HttpRequest, page: Query[PageParams], topic: str | None = None
+    request: HttpRequest, page: Query[PageParams], topic: TextFilter | None = None
 ) -> Page[ExerciseOut]:
     """The exercises assigned to you, soonest due first; ``topic`` filters."""
     assignments = assignment_list_for_student(user=user_of(request))

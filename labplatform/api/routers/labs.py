@@ -16,7 +16,7 @@ from labplatform.api.routers.common import (
     PageParams,
     paginate,
 )
-from labplatform.api.schemas import LabOut
+from labplatform.api.schemas import LabOut, SlugFilter
 from labplatform.api.selectors import lab_list_for_owner
 from labplatform.courses.selectors import assignment_get_for_student
 from vms import services
@@ -45,7 +45,7 @@ def lab_list(
     request: HttpRequest,
     page: Query[PageParams],
     state: VMState | None = None,
-    exercise: str | None = None,
+    exercise: SlugFilter | None = None,
 ) -> Page[LabOut]:
     """Your lab VMs, newest first; ``state`` and ``exercise`` (a slug) filter."""
     vms = lab_list_for_owner(user=user_of(request))
