@@ -37,8 +37,10 @@ FILE_LIMIT = 1024 * 1024
 
 
 @pytest.fixture
-def lab_site(transactional_db: None, tmp_path: Path) -> Iterator[str]:
-    """Site, worker and panic watcher sharing one VM folder, no warm pool."""
+def lab_site(transactional_db: None, world: World, tmp_path: Path) -> Iterator[str]:
+    """Site, worker and panic watcher sharing one VM folder, no warm pool.
+    After the personas: the watcher needs their host row (a transactional
+    test before this one flushed the one the migrations made)."""
     vm_dir = TEST_VM_ROOT / uuid.uuid4().hex[:12]
     vm_dir.mkdir(parents=True, mode=0o755)
     env = {
