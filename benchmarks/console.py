@@ -358,7 +358,7 @@ def main() -> None:
     from django.test import Client
 
     from labplatform.accounts.models import User
-    from tests.support.processes import asgi_server_process, celery_worker
+    from tests.support.processes import asgi_server_process, host_worker
     from vms import lifecycle
     from vms.images import ensure_image
 
@@ -367,14 +367,16 @@ def main() -> None:
     client.force_login(User.objects.get(username="alice"))  # axes wants a request for login()
     env = {"VM_POOL_SIZE": "0", "VIRT_TYPE": "qemu", "VM_DIR": str(WORK / "vms")}
     try:
-        with celery_worker(WORK, "host.local", **env):
+        with host_worker(WORK, "local", **env):
             vm = start_lab(client)
             wait_for(lifecycle.vm_files(vm).shell_log, f"root@{vm.hostname}".encode())
             vm.refresh_from_db()
             print(f"guest {vm.hostname} up")
             logs = Path("/tmp/kernellab-bench-console-logs")
             logs.mkdir(exist_ok=True)
-            with asgi_server_process(logs, **env) as (url, server):
+            # The idle round opens args.idle watchers of one VM: lift the per-VM cap.
+            watchers = {"CONSOLE_RO_SESSIONS_PER_VM": str(args.idle + 8)}
+            with asgi_server_process(logs, **env, **watchers) as (url, server):
                 res = asyncio.run(measure(url, server.popen.pid, vm, args))
     finally:
         destroy_all(WORK)

@@ -55,7 +55,7 @@ def main() -> None:
     from exercises.models import Exercise
     from exercises.trial import apply_variant
     from labplatform.accounts.models import User
-    from tests.support.processes import celery_worker
+    from tests.support.processes import host_worker
     from vms import lifecycle
     from vms.hypervisor.agent import GuestAgent
     from vms.images import ensure_image
@@ -70,7 +70,7 @@ def main() -> None:
     by_hand: list[float] = []
     platform: list[float] = []
     try:
-        with celery_worker(WORK, "host.local", **env):
+        with host_worker(WORK, "local", **env):
             vm = start_lab(client, SLUG)
             deadline = time.monotonic() + 300
             while vm.state != VMState.RUNNING:

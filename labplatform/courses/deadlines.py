@@ -29,10 +29,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from django.utils import timezone
-
 from labplatform.accounts.models import User
-from labplatform.courses.models import Assignment, AssignmentStatus, Extension, LatePer
+from labplatform.courses.models import (
+    Assignment,
+    AssignmentStatus,
+    Extension,
+    LatePer,
+    window_status,
+)
 
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
@@ -46,14 +50,7 @@ class Window:
     extended: bool = False
 
     def status(self, now: datetime | None = None) -> AssignmentStatus:
-        now = now or timezone.now()
-        if now < self.opens_at:
-            return AssignmentStatus.UPCOMING
-        if now <= self.due_at:
-            return AssignmentStatus.OPEN
-        if now <= self.closes_at:
-            return AssignmentStatus.LATE
-        return AssignmentStatus.CLOSED
+        return window_status(self.opens_at, self.due_at, self.closes_at, now)
 
 
 def window_for(*, assignment: Assignment, student: User | int) -> Window:

@@ -109,6 +109,21 @@ class AssignmentStatus(models.TextChoices):
     CLOSED = "closed", "Closed"
 
 
+def window_status(
+    opens_at: datetime, due_at: datetime, closes_at: datetime, now: datetime | None = None
+) -> AssignmentStatus:
+    """Where `now` falls in a window: before it opens, up to due (on time),
+    up to the hard close (late), after it."""
+    now = now or timezone.now()
+    if now < opens_at:
+        return AssignmentStatus.UPCOMING
+    if now <= due_at:
+        return AssignmentStatus.OPEN
+    if now <= closes_at:
+        return AssignmentStatus.LATE
+    return AssignmentStatus.CLOSED
+
+
 class LatePer(models.TextChoices):
     DAY = "day", "per day late"
     HOUR = "hour", "per hour late"
@@ -159,14 +174,9 @@ class Assignment(models.Model):
         return f"{self.exercise} for {self.cohort}"
 
     def status(self, now: datetime | None = None) -> AssignmentStatus:
-        now = now or timezone.now()
-        if now < self.opens_at:
-            return AssignmentStatus.UPCOMING
-        if now <= self.due_at:
-            return AssignmentStatus.OPEN
-        if now <= self.closes_at:
-            return AssignmentStatus.LATE
-        return AssignmentStatus.CLOSED
+        """The assignment's own window; a student's (with an extension) is
+        labplatform.courses.deadlines.window_for."""
+        return window_status(self.opens_at, self.due_at, self.closes_at, now)
 
     def is_due_soon(self, now: datetime | None = None) -> bool:
         now = now or timezone.now()
