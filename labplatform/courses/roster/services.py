@@ -276,10 +276,47 @@ def _changes(instance: Course | Cohort, values: Mapping[str, object]) -> dict[st
     return changed
 
 
-def _audit_course(*, course: Course, actor: User, action: str, summary: str, detail: dict) -> None:
-    """Course changes go into the log of each of its cohorts."""
-    for cohort in course.cohorts.all():
+def _audit(
+    *, target: Course | Cohort, actor: User, action: str, summary: str, detail: dict
+) -> None:
+    """A cohort's change goes into its log; a course's into the log of each of its cohorts."""
+    cohorts = target.cohorts.all() if isinstance(target, Course) else [target]
+    for cohort in cohorts:
         audit_record(cohort=cohort, actor=actor, action=action, summary=summary, detail=detail)
+
+
+def _update(
+    *, target: Course | Cohort, actor: User, values: Mapping[str, object], summary: str
+) -> None:
+    """Set the values, save if anything changed, and log `summary: <fields>`."""
+    changed = _changes(target, values)
+    if changed:
+        target.full_clean()
+        target.save()
+        kind = target._meta.model_name
+        _audit(
+            target=target,
+            actor=actor,
+            action=f"{kind}.edit",
+            summary=f"{summary}: {', '.join(changed)}",
+            detail={"changed": changed},
+        )
+
+
+def _archive_set(*, target: Course | Cohort, actor: User, archived: bool, label: str) -> None:
+    """Archive or unarchive; a no-op (and no log entry) when nothing changes."""
+    if (target.archived_at is not None) == archived:
+        return
+    target.archived_at = timezone.now() if archived else None
+    target.save(update_fields=["archived_at"])
+    kind = target._meta.model_name
+    _audit(
+        target=target,
+        actor=actor,
+        action=f"{kind}.archive" if archived else f"{kind}.unarchive",
+        summary=f"{'Archived' if archived else 'Unarchived'} {label}",
+        detail={kind: target.slug},
+    )
 
 
 def user_may_create_course(*, user: User) -> bool:
@@ -323,33 +360,13 @@ def course_create(
 
 @transaction.atomic
 def course_update(*, course: Course, actor: User, values: Mapping[str, object]) -> Course:
-    changed = _changes(course, values)
-    if changed:
-        course.full_clean()
-        course.save()
-        _audit_course(
-            course=course,
-            actor=actor,
-            action="course.edit",
-            summary=f"Edited course {course.title}: {', '.join(changed)}",
-            detail={"changed": changed},
-        )
+    _update(target=course, actor=actor, values=values, summary=f"Edited course {course.title}")
     return course
 
 
 @transaction.atomic
 def course_archive_set(*, course: Course, actor: User, archived: bool) -> Course:
-    if (course.archived_at is not None) == archived:
-        return course
-    course.archived_at = timezone.now() if archived else None
-    course.save(update_fields=["archived_at"])
-    _audit_course(
-        course=course,
-        actor=actor,
-        action="course.archive" if archived else "course.unarchive",
-        summary=f"{'Archived' if archived else 'Unarchived'} course {course.title}",
-        detail={"course": course.slug},
-    )
+    _archive_set(target=course, actor=actor, archived=archived, label=f"course {course.title}")
     return course
 
 
@@ -373,30 +390,11 @@ def cohort_create(*, course: Course, actor: User, values: Mapping[str, object]) 
 
 @transaction.atomic
 def cohort_update(*, cohort: Cohort, actor: User, values: Mapping[str, object]) -> Cohort:
-    changed = _changes(cohort, values)
-    if changed:
-        cohort.full_clean()
-        cohort.save()
-        audit_record(
-            cohort=cohort,
-            actor=actor,
-            action="cohort.edit",
-            summary=f"Edited cohort settings: {', '.join(changed)}",
-            detail={"changed": changed},
-        )
+    _update(target=cohort, actor=actor, values=values, summary="Edited cohort settings")
     return cohort
 
 
 @transaction.atomic
 def cohort_archive_set(*, cohort: Cohort, actor: User, archived: bool) -> Cohort:
-    if (cohort.archived_at is not None) == archived:
-        return cohort
-    cohort.archived_at = timezone.now() if archived else None
-    cohort.save(update_fields=["archived_at"])
-    audit_record(
-        cohort=cohort,
-        actor=actor,
-        action="cohort.archive" if archived else "cohort.unarchive",
-        summary=f"{'Archived' if archived else 'Unarchived'} cohort {cohort.name}",
-    )
+    _archive_set(target=cohort, actor=actor, archived=archived, label=f"cohort {cohort.name}")
     return cohort
