@@ -8,8 +8,9 @@ change is a POST that goes through roster.services.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -20,6 +21,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
+from labplatform.accounts.models import User
 from labplatform.courses.access import Can, access_cohort, access_course, role_allows, staff_role
 from labplatform.courses.models import Cohort, Role
 from labplatform.courses.roster import selectors, services
@@ -174,80 +176,68 @@ def cohort_roster(request: HttpRequest, cohort_id: int) -> HttpResponse:
     )
 
 
-@login_required
-@require_POST
-def roster_add(request: HttpRequest, cohort_id: int) -> HttpResponse:
-    user = request_user(request)
-    cohort = access_cohort(user=user, cohort_id=cohort_id, need=Can.ROSTER)
+RosterChange = Callable[..., str]
+
+
+def roster_change(change: RosterChange) -> Callable[..., HttpResponse]:
+    """A POST that changes the roster: authorise (an instructor; anyone else
+    gets 404), run `change`, which returns the success message or raises
+    RosterRefused, and go back to the roster with that message."""
+
+    @login_required
+    @require_POST
+    @wraps(change)
+    def view(request: HttpRequest, cohort_id: int, **ids: int) -> HttpResponse:
+        user = request_user(request)
+        cohort = access_cohort(user=user, cohort_id=cohort_id, need=Can.ROSTER)
+        with refusals_as_messages(request):
+            messages.success(request, change(request, user=user, cohort=cohort, **ids))
+        return _roster(cohort)
+
+    return view
+
+
+@roster_change
+def roster_add(request: HttpRequest, *, user: User, cohort: Cohort) -> str:
     form = StudentAddForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give the student's e-mail address or username.")
-        return _roster(cohort)
-    with refusals_as_messages(request):
-        enrolment, invited = services.roster_student_add(
-            cohort=cohort, actor=user, identifier=form.cleaned_data["identifier"]
-        )
-        messages.success(
-            request,
-            f"Added {enrolment.user}"
-            + (" and mailed a link to set a password." if invited else "."),
-        )
-    return _roster(cohort)
+        raise RosterRefused("invalid", "Give the student's e-mail address or username.")
+    enrolment, invited = services.roster_student_add(
+        cohort=cohort, actor=user, identifier=form.cleaned_data["identifier"]
+    )
+    return f"Added {enrolment.user}" + (" and mailed a link to set a password." if invited else ".")
 
 
-@login_required
-@require_POST
-def roster_remove(request: HttpRequest, cohort_id: int, student_id: int) -> HttpResponse:
-    user = request_user(request)
-    cohort = access_cohort(user=user, cohort_id=cohort_id, need=Can.ROSTER)
-    with refusals_as_messages(request):
-        student = services.roster_student_remove(cohort=cohort, actor=user, student_id=student_id)
-        messages.success(request, f"Removed {student} from {cohort.name}. Their work is kept.")
-    return _roster(cohort)
+@roster_change
+def roster_remove(request: HttpRequest, *, user: User, cohort: Cohort, student_id: int) -> str:
+    student = services.roster_student_remove(cohort=cohort, actor=user, student_id=student_id)
+    return f"Removed {student} from {cohort.name}. Their work is kept."
 
 
-@login_required
-@require_POST
-def roster_invite(request: HttpRequest, cohort_id: int, student_id: int) -> HttpResponse:
-    user = request_user(request)
-    cohort = access_cohort(user=user, cohort_id=cohort_id, need=Can.ROSTER)
-    with refusals_as_messages(request):
-        student = services.roster_invite_resend(cohort=cohort, actor=user, student_id=student_id)
-        messages.success(request, f"Mailed a new set-password link to {student.email}.")
-    return _roster(cohort)
+@roster_change
+def roster_invite(request: HttpRequest, *, user: User, cohort: Cohort, student_id: int) -> str:
+    student = services.roster_invite_resend(cohort=cohort, actor=user, student_id=student_id)
+    return f"Mailed a new set-password link to {student.email}."
 
 
-@login_required
-@require_POST
-def roster_staff_add(request: HttpRequest, cohort_id: int) -> HttpResponse:
-    user = request_user(request)
-    cohort = access_cohort(user=user, cohort_id=cohort_id, need=Can.ROSTER)
+@roster_change
+def roster_staff_add(request: HttpRequest, *, user: User, cohort: Cohort) -> str:
     form = StaffAddForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give an e-mail address or username, and a role.")
-        return _roster(cohort)
-    with refusals_as_messages(request):
-        enrolment = services.roster_staff_add(
-            cohort=cohort,
-            actor=user,
-            identifier=form.cleaned_data["identifier"],
-            role=Role(form.cleaned_data["role"]),
-        )
-        messages.success(
-            request, f"{enrolment.user} is now {enrolment.get_role_display().lower()}."
-        )
-    return _roster(cohort)
+        raise RosterRefused("invalid", "Give an e-mail address or username, and a role.")
+    enrolment = services.roster_staff_add(
+        cohort=cohort,
+        actor=user,
+        identifier=form.cleaned_data["identifier"],
+        role=Role(form.cleaned_data["role"]),
+    )
+    return f"{enrolment.user} is now {enrolment.get_role_display().lower()}."
 
 
-@login_required
-@require_POST
-def roster_staff_remove(request: HttpRequest, cohort_id: int, user_id: int) -> HttpResponse:
-    user = request_user(request)
-    cohort = access_cohort(user=user, cohort_id=cohort_id, need=Can.ROSTER)
-    with refusals_as_messages(request):
-        removed = services.roster_staff_remove(cohort=cohort, actor=user, user_id=user_id)
-        messages.success(request, f"Removed {removed} from the staff of {cohort.name}.")
-    return _roster(cohort)
+@roster_change
+def roster_staff_remove(request: HttpRequest, *, user: User, cohort: Cohort, user_id: int) -> str:
+    removed = services.roster_staff_remove(cohort=cohort, actor=user, user_id=user_id)
+    return f"Removed {removed} from the staff of {cohort.name}."
 
 
 @login_required
