@@ -26,6 +26,7 @@ from exercises.services import STUCK_REASON, attempt_start, attempts_reap_stuck
 from labplatform.accounts.models import User
 from labplatform.courses.models import Assignment
 from tests.conftest import World, client_for, exercise_version_for
+from tests.support.labs import lab_vm_for
 from vms.hypervisor.errors import AgentTimeout
 from vms.models import Host, LabVM, VMState
 
@@ -72,17 +73,6 @@ def hello(world: World) -> Assignment:
     return world.hello
 
 
-def make_vm(user: User, assignment: Assignment, state: VMState = VMState.RUNNING) -> LabVM:
-    return LabVM.objects.create(
-        owner=user,
-        exercise=assignment.exercise,
-        assignment=assignment,
-        host=Host.objects.get(name="local"),
-        state=state,
-        expires_at=timezone.now() + timedelta(days=1),
-    )
-
-
 def start(user: User, assignment: Assignment, kind: AttemptKind, capture: Any) -> Attempt:
     with capture(execute=True):
         return attempt_start(user=user, assignment=assignment, kind=kind)
@@ -111,7 +101,7 @@ def age(attempt: Attempt, minutes: float, *, started_minutes: float | None = Non
 def test_check_is_queued_with_the_vm_and_graded_on_its_host_after_commit(
     world: World, hello: Assignment, enqueued: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    vm = make_vm(world.alice, hello)
+    vm = lab_vm_for(world.alice, hello)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         attempt = attempt_start(user=world.alice, assignment=hello, kind=CHECK)
         assert not enqueued.called  # nothing leaves before the row is committed
@@ -132,7 +122,7 @@ def test_check_is_queued_with_the_vm_and_graded_on_its_host_after_commit(
 def test_submit_counts_the_hidden_checks_and_uses_the_vms_host(
     world: World, hello: Assignment, enqueued: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    vm = make_vm(world.alice, hello)
+    vm = lab_vm_for(world.alice, hello)
     LabVM.objects.filter(pk=vm.pk).update(host=Host.objects.create(name="h2", uri="test:///"))
     attempt = start(world.alice, hello, SUBMIT, django_capture_on_commit_callbacks)
     assert (attempt.kind, attempt.max_score, attempt.vm_id) == (SUBMIT, 25, vm.pk)
@@ -159,7 +149,7 @@ def test_a_vm_that_is_not_running_is_refused(
     message: str,
 ) -> None:
     if vm_state is not None:
-        make_vm(world.alice, hello, vm_state)
+        lab_vm_for(world.alice, hello, vm_state)
     with pytest.raises(AttemptRefused, match=message) as refused:
         attempt_start(user=world.alice, assignment=hello, kind=kind)
     assert refused.value.code == AttemptRefused.NO_VM
@@ -178,7 +168,7 @@ def test_another_students_running_vm_does_not_count(
 
     dave = make_user("dave")
     enrolment_set(user=dave, cohort=world.autumn, role=Role.STUDENT)
-    make_vm(dave, hello)
+    lab_vm_for(dave, hello)
     with pytest.raises(AttemptRefused) as refused:
         attempt_start(user=world.alice, assignment=hello, kind=CHECK)
     assert refused.value.code == AttemptRefused.NO_VM
@@ -188,7 +178,7 @@ def test_another_students_running_vm_does_not_count(
 def test_before_the_assignment_opens_is_refused(
     world: World, hello: Assignment, enqueued: Any, kind: AttemptKind
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     set_window(hello, opens=2, due=10, closes=20)
     with pytest.raises(AttemptRefused, match="opens on") as refused:
         attempt_start(user=world.alice, assignment=hello, kind=kind)
@@ -200,7 +190,7 @@ def test_before_the_assignment_opens_is_refused(
 def test_after_the_hard_close_is_refused(
     world: World, hello: Assignment, enqueued: Any, kind: AttemptKind
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     set_window(hello, opens=-20, due=-10, closes=-1)
     with pytest.raises(AttemptRefused, match=r"closed on .*no more checks or submissions") as r:
         attempt_start(user=world.alice, assignment=hello, kind=kind)
@@ -212,7 +202,7 @@ def test_after_the_hard_close_is_refused(
 def test_after_the_due_date_a_submit_is_accepted_and_late(
     world: World, hello: Assignment, enqueued: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     set_window(hello, opens=-20, due=-1, closes=5)
     check = start(world.alice, hello, CHECK, django_capture_on_commit_callbacks)
     assert not check.is_late  # a Check counts for nothing, so it is never late
@@ -223,7 +213,7 @@ def test_after_the_due_date_a_submit_is_accepted_and_late(
 
 
 def test_an_exercise_without_a_version_is_refused(world: World, enqueued: Any) -> None:
-    make_vm(world.alice, world.hello)
+    lab_vm_for(world.alice, world.hello)
     assert world.hello.exercise.current_version is None
     with pytest.raises(AttemptRefused, match="cannot be graded right now") as refused:
         attempt_start(user=world.alice, assignment=world.hello, kind=CHECK)
@@ -231,7 +221,7 @@ def test_an_exercise_without_a_version_is_refused(world: World, enqueued: Any) -
 
 
 def test_a_withdrawn_exercise_is_refused(world: World, hello: Assignment, enqueued: Any) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     hello.exercise.is_active = False
     hello.exercise.save()
     with pytest.raises(AttemptRefused) as refused:
@@ -250,7 +240,7 @@ def test_one_open_attempt_at_a_time(
     first: AttemptKind,
     second: AttemptKind,
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     pending = start(world.alice, hello, first, django_capture_on_commit_callbacks)
     Attempt.objects.filter(pk=pending.pk).update(status=open_status)
     label = "check" if first == CHECK else "submission"
@@ -270,9 +260,9 @@ def test_open_attempts_of_others_or_of_other_exercises_do_not_block(
     world: World, hello: Assignment, enqueued: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     exercise_version_for(world.strace.exercise)
-    make_vm(world.bob, world.strace)
+    lab_vm_for(world.bob, world.strace)
     start(world.bob, world.strace, CHECK, django_capture_on_commit_callbacks)
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     start(world.alice, hello, CHECK, django_capture_on_commit_callbacks)
     assert Attempt.objects.filter(status=AttemptStatus.QUEUED).count() == 2
 
@@ -412,7 +402,7 @@ def test_post_starts_an_attempt_and_returns_to_it(
     action: str,
     kind: AttemptKind,
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(world.alice).post(f"/exercises/hello-module/{action}")
     attempt = Attempt.objects.get()
@@ -424,7 +414,7 @@ def test_post_starts_an_attempt_and_returns_to_it(
 
 @pytest.mark.parametrize("action", ["check", "submit"])
 def test_check_and_submit_need_post(world: World, hello: Assignment, action: str) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     assert client_for(world.alice).get(f"/exercises/hello-module/{action}").status_code == 405
     assert not Attempt.objects.exists()
 
@@ -446,7 +436,7 @@ def test_the_pages_script_gets_json(world: World, hello: Assignment, enqueued: A
         "error": "no_vm",
         "message": "Submit collects your work from your lab VM: start the lab first.",
     }
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     accepted = alice.post("/exercises/hello-module/submit", HTTP_ACCEPT="application/json")
     assert accepted.status_code == 202
     body = accepted.json()
@@ -460,7 +450,7 @@ def test_the_pages_script_gets_json(world: World, hello: Assignment, enqueued: A
 def test_nobody_checks_an_exercise_that_is_not_assigned_to_them(
     world: World, hello: Assignment, enqueued: Any, persona: str
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     client = client_for(getattr(world, persona))
     assert client.post("/exercises/hello-module/check").status_code == 404
     assert not Attempt.objects.exists()
@@ -651,7 +641,7 @@ def test_buttons_are_enabled_only_when_an_attempt_can_start(
     assert "runs the tests in your own VM" in page
     assert "is what counts" in page
 
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     page = alice.get(PAGE).content.decode()
     assert buttons(page) == {"check": True, "submit": True}
 
@@ -716,7 +706,7 @@ def test_another_students_attempts_are_not_on_the_page(world: World) -> None:
 def test_submit_stores_the_files_collected_at_the_click(
     world: World, hello: Assignment, django_capture_on_commit_callbacks: Any, collected: Any
 ) -> None:
-    vm = make_vm(world.alice, hello)
+    vm = lab_vm_for(world.alice, hello)
     before = timezone.now()
     attempt = start(world.alice, hello, SUBMIT, django_capture_on_commit_callbacks)
     collected.assert_called_once()
@@ -739,7 +729,7 @@ def test_submit_stores_the_files_collected_at_the_click(
 def test_a_check_collects_nothing(
     world: World, hello: Assignment, django_capture_on_commit_callbacks: Any, collected: Any
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     attempt = start(world.alice, hello, CHECK, django_capture_on_commit_callbacks)
     assert attempt.files is None
     collected.assert_not_called()
@@ -748,7 +738,7 @@ def test_a_check_collects_nothing(
 def test_files_that_break_the_rules_refuse_the_submit_and_create_nothing(
     world: World, hello: Assignment, collected: Any
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     collected.side_effect = ArtifactsRefused("Your /root/hello is 23.0 MiB; the limit is 1.0 MiB.")
     with pytest.raises(AttemptRefused) as refused:
         attempt_start(user=world.alice, assignment=hello, kind=SUBMIT)
@@ -760,7 +750,7 @@ def test_files_that_break_the_rules_refuse_the_submit_and_create_nothing(
 def test_a_vm_that_does_not_answer_refuses_the_submit(
     world: World, hello: Assignment, collected: Any
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     collected.side_effect = AgentTimeout("guest agent: guest-exec timed out")
     with pytest.raises(AttemptRefused) as refused:
         attempt_start(user=world.alice, assignment=hello, kind=SUBMIT)
@@ -772,7 +762,7 @@ def test_a_vm_that_does_not_answer_refuses_the_submit(
 def test_a_submit_clicked_before_the_deadline_is_on_time_however_long_collecting_takes(
     world: World, hello: Assignment, django_capture_on_commit_callbacks: Any, collected: Any
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     set_window(hello, opens=-5, due=0, closes=5)
     hello.due_at = timezone.now() + timedelta(seconds=2)
     hello.save()
@@ -799,7 +789,7 @@ def test_stored_files_are_for_their_student_and_the_cohorts_instructors(
     persona: str,
     status: int,
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     attempt = start(world.alice, hello, SUBMIT, django_capture_on_commit_callbacks)
     url = f"/exercises/attempts/{attempt.pk}/files.tar.gz"
     response = client_for(getattr(world, persona)).get(url)
@@ -816,7 +806,7 @@ def test_stored_files_are_for_their_student_and_the_cohorts_instructors(
 def test_an_attempt_without_files_has_none_to_download(
     world: World, hello: Assignment, django_capture_on_commit_callbacks: Any
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     attempt = start(world.alice, hello, CHECK, django_capture_on_commit_callbacks)
     response = client_for(world.alice).get(f"/exercises/attempts/{attempt.pk}/files.tar.gz")
     assert response.status_code == 404
@@ -834,7 +824,7 @@ def test_the_attempt_page_lists_the_files_graded_and_what_was_left_out(
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
         tar.addfile(link)
     collected.return_value = sanitize(raw.getvalue(), [ArtifactSpec(path="/root/hello")])
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     attempt = start(world.alice, hello, SUBMIT, django_capture_on_commit_callbacks)
     page = client_for(world.alice).get(f"/exercises/attempts/{attempt.pk}/").content.decode()
     assert "/root/hello/hello.c" in page

@@ -23,9 +23,10 @@ from labplatform.courses.models import Assignment, Cohort, Role
 from labplatform.courses.selectors import assignment_access
 from labplatform.courses.services import assignment_set, enrolment_set
 from tests.conftest import World, client_for, exercise_version_for, make_exercise, make_user
+from tests.support.labs import lab_vm_for
 from vms import services as vm_services
 from vms.errors import QuotaExceeded
-from vms.models import Host, LabVM, VMState
+from vms.models import LabVM, VMState
 
 PAGE = "/exercises/hello-module/"
 BANNER = "Preview — your attempts don't count."
@@ -62,17 +63,6 @@ def collected() -> Iterator[mock.MagicMock]:
     clean = sanitize(raw.getvalue(), [ArtifactSpec(path="/root/hello")])
     with mock.patch("exercises.artifacts.collect.collect_from_vm", return_value=clean) as collect:
         yield collect
-
-
-def make_vm(user: User, assignment: Assignment, state: VMState = VMState.RUNNING) -> LabVM:
-    return LabVM.objects.create(
-        owner=user,
-        exercise=assignment.exercise,
-        assignment=assignment,
-        host=Host.objects.get(name="local"),
-        state=state,
-        expires_at=timezone.now() + timedelta(days=1),
-    )
 
 
 def set_window(assignment: Assignment, *, opens: int, due: int, closes: int) -> None:
@@ -191,7 +181,7 @@ def test_a_preview_ignores_the_cohorts_limit(
 ) -> None:
     world.autumn.max_running_vms = 1
     world.autumn.save()
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     client_for(world.tess).post(f"{PAGE}start")
     assert LabVM.objects.filter(owner=world.tess).exists()
 
@@ -204,7 +194,7 @@ def test_a_preview_keeps_the_per_user_quota(world: World, hello: Assignment, enq
         due_at=timezone.now() + timedelta(days=1),
         closes_at=timezone.now() + timedelta(days=2),
     )
-    make_vm(world.tess, other)
+    lab_vm_for(world.tess, other)
     with pytest.raises(QuotaExceeded, match="already have 1 lab VM"):
         vm_services.lab_start(user=world.tess, assignment=hello, preview=True)
 
@@ -223,7 +213,7 @@ def test_tess_checks_and_submits_as_a_preview(
     action: str,
     kind: AttemptKind,
 ) -> None:
-    make_vm(world.tess, hello)
+    lab_vm_for(world.tess, hello)
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(world.tess).post(f"{PAGE}{action}")
     assert response.status_code == 302
@@ -235,7 +225,7 @@ def test_tess_checks_and_submits_as_a_preview(
 def test_a_graded_preview_submit_never_counts(
     world: World, hello: Assignment, enqueued: Any
 ) -> None:
-    make_vm(world.tess, hello)
+    lab_vm_for(world.tess, hello)
     client_for(world.tess).post(f"{PAGE}submit")
     Attempt.objects.update(status=AttemptStatus.GRADED, score=10)
     assert attempt_result_counted(user=world.tess, assignment=hello) is None
@@ -245,7 +235,7 @@ def test_a_preview_submit_after_the_hard_close_is_accepted_and_not_late(
     world: World, hello: Assignment, enqueued: Any
 ) -> None:
     set_window(hello, opens=-72, due=-48, closes=-24)
-    make_vm(world.tess, hello)
+    lab_vm_for(world.tess, hello)
     client_for(world.tess).post(f"{PAGE}submit")
     attempt = Attempt.objects.get()
     assert (attempt.is_preview, attempt.is_late) == (True, False)
@@ -254,7 +244,7 @@ def test_a_preview_submit_after_the_hard_close_is_accepted_and_not_late(
 def test_the_students_attempts_are_not_previews_and_count(
     world: World, hello: Assignment, enqueued: Any
 ) -> None:
-    make_vm(world.alice, hello)
+    lab_vm_for(world.alice, hello)
     client_for(world.alice).post(f"{PAGE}submit")
     Attempt.objects.update(status=AttemptStatus.GRADED, score=10)
     attempt = Attempt.objects.get()
@@ -265,7 +255,7 @@ def test_the_students_attempts_are_not_previews_and_count(
 def test_the_preview_attempts_page_says_it_does_not_count(
     world: World, hello: Assignment, enqueued: Any
 ) -> None:
-    make_vm(world.tess, hello)
+    lab_vm_for(world.tess, hello)
     client_for(world.tess).post(f"{PAGE}check")
     attempt = Attempt.objects.get()
     html = client_for(world.tess).get(f"/exercises/attempts/{attempt.pk}/").content.decode()

@@ -21,7 +21,8 @@ from labplatform.courses.board.selectors import CellState, board_cell_get, board
 from labplatform.courses.models import Assignment, GradeOverride, Role
 from labplatform.courses.services import enrolment_set
 from tests.conftest import World, client_for, exercise_version_for, make_user
-from vms.models import ConsoleMode, ConsoleSession, Host, LabVM, VMState
+from tests.support.labs import lab_vm_for
+from vms.models import ConsoleMode, ConsoleSession, VMState
 
 # --- helpers -------------------------------------------------------------------
 
@@ -53,17 +54,6 @@ def attempt_for(
         score=score,
         max_score=10,
         **extra,
-    )
-
-
-def vm_for(student: User, assignment: Assignment, state: VMState = VMState.RUNNING) -> LabVM:
-    return LabVM.objects.create(
-        owner=student,
-        exercise=assignment.exercise,
-        assignment=assignment,
-        host=Host.objects.get(name="local"),
-        state=state,
-        expires_at=timezone.now() + timedelta(hours=1),
     )
 
 
@@ -138,14 +128,14 @@ def test_board_queries_do_not_grow_with_the_cohort(
 ) -> None:
     client = client_for(world.tess)
     attempt_for(world.alice, world.hello, score=3)
-    vm_for(world.alice, world.hello)
+    lab_vm_for(world.alice, world.hello)
     one_student = count_queries(client, board_url(world))
     for n in range(12):
         student = make_user(f"student{n}")
         enrolment_set(user=student, cohort=world.autumn, role=Role.STUDENT)
         attempt_for(student, world.hello, score=n % 11)
         attempt_for(student, world.hello, kind=AttemptKind.CHECK)
-        vm_for(student, world.hello)
+        lab_vm_for(student, world.hello)
     with django_assert_max_num_queries(one_student):
         response = client.get(board_url(world))
     assert response.content.decode().count('data-testid="board-row"') == 13
@@ -194,12 +184,12 @@ def test_nothing_done_is_not_started(world: World) -> None:
 
 
 def test_a_destroyed_vm_alone_is_not_started(world: World) -> None:
-    vm_for(world.alice, world.hello, VMState.DESTROYED)
+    lab_vm_for(world.alice, world.hello, VMState.DESTROYED)
     assert state_of(world) == CellState.NOT_STARTED
 
 
 def test_a_live_vm_is_working(world: World) -> None:
-    vm_for(world.alice, world.hello, VMState.STOPPED)
+    lab_vm_for(world.alice, world.hello, VMState.STOPPED)
     assert state_of(world) == CellState.WORKING
 
 
@@ -285,7 +275,7 @@ def test_late_submit_with_full_marks_is_passed_with_its_late_mark(world: World) 
 
 
 def test_running_vm_shows_a_watch_link(world: World) -> None:
-    vm = vm_for(world.alice, world.hello)
+    vm = lab_vm_for(world.alice, world.hello)
     html = client_for(world.tess).get(cell_url(world, world.alice, world.hello)).json()["html"]
     assert reverse("console_watch", args=[vm.pk]) in html
 
@@ -360,7 +350,7 @@ def test_drill_down_links_a_regrade_to_its_original(world: World) -> None:
 
 
 def test_drill_down_offers_watch_when_the_vm_runs(world: World) -> None:
-    vm = vm_for(world.alice, world.hello)
+    vm = lab_vm_for(world.alice, world.hello)
     body = client_for(world.tess).get(work_url(world, world.alice)).content.decode()
     assert reverse("console_watch", args=[vm.pk]) in body
 
@@ -405,7 +395,7 @@ def test_recording_page_uses_asciinema_player_from_npm(world: World, tmp_path: P
     cast = tmp_path / "s.cast"
     cast.write_text('{"version": 2, "width": 80, "height": 24}\n[0.5, "o", "hello\\r\\n"]\n')
     session = ConsoleSession.objects.create(
-        vm=vm_for(world.alice, world.hello),
+        vm=lab_vm_for(world.alice, world.hello),
         user=world.alice,
         mode=ConsoleMode.READ_WRITE,
         recording=str(cast),
@@ -418,7 +408,7 @@ def test_recording_page_uses_asciinema_player_from_npm(world: World, tmp_path: P
 
 
 def test_drill_down_links_the_recordings(world: World, tmp_path: Path) -> None:
-    vm = vm_for(world.alice, world.hello, VMState.DESTROYED)
+    vm = lab_vm_for(world.alice, world.hello, VMState.DESTROYED)
     ConsoleSession.objects.create(
         vm=vm, user=world.alice, mode=ConsoleMode.READ_WRITE, recording=str(tmp_path / "a.cast")
     )

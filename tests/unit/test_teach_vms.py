@@ -15,25 +15,13 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from labplatform.accounts.models import User
-from labplatform.courses.models import Assignment, AuditEntry, Role
+from labplatform.courses.models import AuditEntry, Role
 from labplatform.courses.services import enrolment_set
 from tests.conftest import World, client_for, make_user
+from tests.support.labs import lab_vm_for
 from vms import services, tasks
 from vms.errors import QuotaExceeded
-from vms.models import Host, LabVM, VMState
-
-
-def make_vm(user: User, assignment: Assignment, state: VMState = VMState.RUNNING) -> LabVM:
-    return LabVM.objects.create(
-        owner=user,
-        exercise=assignment.exercise,
-        assignment=assignment,
-        host=Host.objects.get(name="local"),
-        state=state,
-        memory_mib=2048,
-        vcpus=2,
-        expires_at=timezone.now() + timedelta(hours=4),
-    )
+from vms.models import LabVM, VMState
 
 
 @pytest.fixture
@@ -70,8 +58,8 @@ def vms_url(world: World, vm: LabVM | None = None, action: str = "") -> str:
 
 
 def test_the_instructor_sees_the_cohorts_vms_with_owner_size_and_totals(world: World) -> None:
-    vm = make_vm(world.alice, world.hello)
-    make_vm(world.bob, world.strace)  # another cohort's: not listed
+    vm = lab_vm_for(world.alice, world.hello, memory_mib=2048, vcpus=2)
+    lab_vm_for(world.bob, world.strace)  # another cohort's: not listed
     page = client_for(world.tess).get(vms_url(world))
     assert page.status_code == 200
     html = page.content.decode()
@@ -86,7 +74,7 @@ def test_the_instructor_sees_the_cohorts_vms_with_owner_size_and_totals(world: W
 
 
 def test_uptime_counts_from_when_the_vm_became_running(world: World) -> None:
-    running = make_vm(world.alice, world.hello)
+    running = lab_vm_for(world.alice, world.hello)
     since = timezone.now() - timedelta(hours=3)
     LabVM.objects.filter(pk=running.pk).update(state_changed_at=since)
     (row,) = client_for(world.tess).get(vms_url(world)).context["vms"].rows
@@ -96,8 +84,8 @@ def test_uptime_counts_from_when_the_vm_became_running(world: World) -> None:
 
 
 def test_a_stopped_vm_is_listed_without_uptime_and_destroyed_ones_are_not(world: World) -> None:
-    make_vm(world.alice, world.hello, VMState.STOPPED)
-    make_vm(world.alice, world.hello, VMState.DESTROYED)
+    lab_vm_for(world.alice, world.hello, VMState.STOPPED)
+    lab_vm_for(world.alice, world.hello, VMState.DESTROYED)
     (row,) = client_for(world.tess).get(vms_url(world)).context["vms"].rows
     assert row.vm.state == VMState.STOPPED
     assert row.uptime is None
@@ -106,7 +94,7 @@ def test_a_stopped_vm_is_listed_without_uptime_and_destroyed_ones_are_not(world:
 def test_the_cohorts_own_limit_is_shown(world: World) -> None:
     world.autumn.max_running_vms = 3
     world.autumn.save()
-    make_vm(world.alice, world.hello)
+    lab_vm_for(world.alice, world.hello)
     page = client_for(world.tess).get(vms_url(world))
     totals = page.context["vms"]
     assert (totals.running, totals.limit, totals.limit_is_cohorts) == (1, 3, True)
@@ -133,7 +121,7 @@ def test_anonymous_is_sent_to_log_in(world: World) -> None:
 def test_stop_queues_the_stop_task_on_the_vms_host_and_is_audited(
     world: World, queued: Queued, django_capture_on_commit_callbacks: Any
 ) -> None:
-    vm = make_vm(world.alice, world.hello)
+    vm = lab_vm_for(world.alice, world.hello)
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(world.tess).post(vms_url(world, vm, "stop"))
     assert response.status_code == 302
@@ -150,7 +138,7 @@ def test_stop_queues_the_stop_task_on_the_vms_host_and_is_audited(
 def test_destroy_queues_the_destroy_task_and_is_audited(
     world: World, queued: Queued, django_capture_on_commit_callbacks: Any
 ) -> None:
-    vm = make_vm(world.alice, world.hello, VMState.STOPPED)
+    vm = lab_vm_for(world.alice, world.hello, VMState.STOPPED)
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(world.tess).post(vms_url(world, vm, "destroy"))
     assert response.status_code == 302
@@ -164,7 +152,7 @@ def test_destroy_queues_the_destroy_task_and_is_audited(
 def test_stopping_a_vm_that_is_not_running_says_why_and_changes_nothing(
     world: World, queued: Queued, django_capture_on_commit_callbacks: Any
 ) -> None:
-    vm = make_vm(world.alice, world.hello, VMState.STOPPED)
+    vm = lab_vm_for(world.alice, world.hello, VMState.STOPPED)
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(world.tess).post(vms_url(world, vm, "stop"), follow=True)
     assert "Cannot stop a VM that is stopped." in response.content.decode()
@@ -179,7 +167,7 @@ def test_stopping_a_vm_that_is_not_running_says_why_and_changes_nothing(
 def test_nobody_but_the_instructor_stops_or_destroys(
     world: World, ta: User, queued: Queued, persona: str, action: str
 ) -> None:
-    vm = make_vm(world.alice, world.hello)
+    vm = lab_vm_for(world.alice, world.hello)
     user = ta if persona == "ta" else getattr(world, persona)
     assert client_for(user).post(vms_url(world, vm, action)).status_code == 404
     vm.refresh_from_db()
@@ -191,14 +179,14 @@ def test_nobody_but_the_instructor_stops_or_destroys(
 def test_a_vm_of_another_cohort_in_the_url_is_404(
     world: World, queued: Queued, action: str
 ) -> None:
-    bobs = make_vm(world.bob, world.strace)
+    bobs = lab_vm_for(world.bob, world.strace)
     assert client_for(world.tess).post(vms_url(world, bobs, action)).status_code == 404
     bobs.refresh_from_db()
     assert bobs.state == VMState.RUNNING
 
 
 def test_stop_and_destroy_need_post_and_csrf(world: World, queued: Queued) -> None:
-    vm = make_vm(world.alice, world.hello)
+    vm = lab_vm_for(world.alice, world.hello)
     assert client_for(world.tess).get(vms_url(world, vm, "stop")).status_code == 405
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(world.tess)
@@ -208,7 +196,7 @@ def test_stop_and_destroy_need_post_and_csrf(world: World, queued: Queued) -> No
 
 
 def test_anonymous_post_goes_to_login(world: World, queued: Queued) -> None:
-    vm = make_vm(world.alice, world.hello)
+    vm = lab_vm_for(world.alice, world.hello)
     response = Client().post(vms_url(world, vm, "stop"))
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
@@ -230,7 +218,7 @@ def test_the_cohorts_limit_refuses_a_start_with_a_clear_message(
 ) -> None:
     world.autumn.max_running_vms = 1
     world.autumn.save()
-    make_vm(dave, world.hello)
+    lab_vm_for(dave, world.hello)
     with pytest.raises(QuotaExceeded, match="already runs 1 lab VM, its limit of 1"):
         services.lab_start(user=world.alice, assignment=world.hello)
     assert not LabVM.objects.filter(owner=world.alice).exists()
@@ -242,7 +230,7 @@ def test_the_cohorts_limit_replaces_the_sites_default(
 ) -> None:
     world.autumn.max_running_vms = 2
     world.autumn.save()
-    make_vm(dave, world.hello)
+    lab_vm_for(dave, world.hello)
     with django_capture_on_commit_callbacks(execute=True):
         vm = services.lab_start(user=world.alice, assignment=world.hello)
     assert vm.state == VMState.REQUESTED
@@ -254,7 +242,7 @@ def test_a_stopped_vm_frees_its_place_in_the_cohort(
 ) -> None:
     world.autumn.max_running_vms = 1
     world.autumn.save()
-    make_vm(dave, world.hello, VMState.STOPPED)
+    lab_vm_for(dave, world.hello, VMState.STOPPED)
     assert services.lab_start(user=world.alice, assignment=world.hello).owner == world.alice
 
 
@@ -263,14 +251,14 @@ def test_the_staffs_preview_vms_do_not_take_the_students_places(
 ) -> None:
     world.autumn.max_running_vms = 1
     world.autumn.save()
-    make_vm(world.tess, world.hello)
+    lab_vm_for(world.tess, world.hello)
     assert services.lab_start(user=world.alice, assignment=world.hello).owner == world.alice
 
 
 def test_a_refused_start_is_shown_to_the_student(world: World, dave: User, queued: Queued) -> None:
     world.autumn.max_running_vms = 1
     world.autumn.save()
-    make_vm(dave, world.hello)
+    lab_vm_for(dave, world.hello)
     page = client_for(world.alice).post("/exercises/hello-module/start", follow=True)
     assert "its limit of 1" in page.content.decode()
 
@@ -280,8 +268,8 @@ def test_resuming_a_stopped_vm_also_respects_the_cohorts_limit(
 ) -> None:
     world.autumn.max_running_vms = 1
     world.autumn.save()
-    stopped = make_vm(world.alice, world.hello, VMState.STOPPED)
-    make_vm(dave, world.hello)
+    stopped = lab_vm_for(world.alice, world.hello, VMState.STOPPED)
+    lab_vm_for(dave, world.hello)
     with pytest.raises(QuotaExceeded, match="its limit of 1"):
         services.lab_start(user=world.alice, assignment=world.hello)
     stopped.refresh_from_db()
