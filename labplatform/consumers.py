@@ -6,6 +6,8 @@ may also subscribe their socket to the cohort's group (the progress board)
 by sending ``{"subscribe": "cohort", "cohort": <id>}``; the answer is
 ``{"kind": "subscribed", "cohort": <id>, "ok": true|false}``, and someone who
 may not see the cohort's board is refused and receives nothing of it.
+Access is checked again before every board event and whenever the user's
+role in the cohort changes; who lost it gets ``ok: false`` and nothing more.
 """
 
 from __future__ import annotations
@@ -72,4 +74,29 @@ class UserEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"kind": "subscribed", "cohort": request.cohort, "ok": True})
 
     async def user_event(self, message: dict[str, Any]) -> None:
-        await self.send_json(message["event"])
+        event = message["event"]
+        if event.get("kind") == "board" and not await self._may_watch(event.get("cohort")):
+            return
+        await self.send_json(event)
+
+    async def cohort_recheck(self, message: dict[str, Any]) -> None:
+        """The user's role in a cohort changed (labplatform.courses.board.events)."""
+        await self._may_watch(message["cohort"])
+
+    async def _may_watch(self, cohort_id: object) -> bool:
+        """Whether this socket may still receive the cohort's board; if it may
+        not, it is unsubscribed and told so."""
+        from labplatform.courses.board.events import cohort_group, cohort_subscription_group
+
+        if not isinstance(cohort_id, int) or cohort_group(cohort_id) not in self.extra_groups:
+            return False
+        try:
+            await sync_to_async(cohort_subscription_group)(
+                user=self.scope["user"], cohort_id=cohort_id
+            )
+        except Http404:
+            self.extra_groups.discard(cohort_group(cohort_id))
+            await self.channel_layer.group_discard(cohort_group(cohort_id), self.channel_name)
+            await self.send_json({"kind": "subscribed", "cohort": cohort_id, "ok": False})
+            return False
+        return True

@@ -24,6 +24,7 @@ from labplatform.accounts.models import User
 from labplatform.asgi import application
 from labplatform.courses.board.events import board_cell_publish
 from labplatform.courses.models import GradeOverride, Role
+from labplatform.courses.roster.services import roster_staff_remove
 from labplatform.courses.services import enrolment_set
 from tests.conftest import World, exercise_version_for, make_user
 from vms.models import Host, LabVM, VMState
@@ -232,3 +233,45 @@ async def test_another_cohorts_vm_is_not_published_to_this_one(
     tess = await subscribed_tess(world, connect)
     await sync_to_async(vm.transition)(VMState.REQUESTED, VMState.PROVISIONING)
     assert await tess.receive_nothing(timeout=0.5)
+
+
+# --- access lost while subscribed ---------------------------------------------------
+
+
+async def test_a_ta_removed_while_watching_stops_receiving_the_board_at_once(
+    world: World, connect: Connect
+) -> None:
+    """Access is checked when the page subscribes; a TA removed from the staff
+    afterwards must not keep receiving the cohort's events on the open socket."""
+    ta = await sync_to_async(make_user)("tina")
+    await sync_to_async(enrolment_set)(user=ta, cohort=world.autumn, role=Role.TA)
+    socket = await connect(ta)
+    assert (await subscribe(socket, world.autumn.pk))["ok"] is True
+    await sync_to_async(roster_staff_remove)(cohort=world.autumn, actor=world.tess, user_id=ta.pk)
+    assert await socket.receive_json_from(timeout=5) == {
+        "kind": "subscribed",
+        "cohort": world.autumn.pk,
+        "ok": False,
+    }
+    await publish_to_autumn(world)
+    assert await socket.receive_nothing(timeout=0.5)
+
+
+async def test_access_lost_another_way_is_noticed_at_the_next_event(
+    world: World, connect: Connect
+) -> None:
+    """However the role went (an admin edited the row), the next event is
+    checked against the current role before it is sent."""
+    ta = await sync_to_async(make_user)("tina")
+    await sync_to_async(enrolment_set)(user=ta, cohort=world.autumn, role=Role.TA)
+    socket = await connect(ta)
+    assert (await subscribe(socket, world.autumn.pk))["ok"] is True
+    await sync_to_async(enrolment_set)(user=ta, cohort=world.autumn, role=Role.STUDENT)
+    await publish_to_autumn(world)
+    assert await socket.receive_json_from(timeout=5) == {
+        "kind": "subscribed",
+        "cohort": world.autumn.pk,
+        "ok": False,
+    }
+    await publish_to_autumn(world)
+    assert await socket.receive_nothing(timeout=0.5)

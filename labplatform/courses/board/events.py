@@ -19,14 +19,14 @@ from asgiref.sync import async_to_sync
 from celery.signals import after_task_publish
 from channels.layers import get_channel_layer
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from exercises.models import Attempt
 from exercises.signals import attempt_finished
 from labplatform.accounts.models import User
 from labplatform.courses.access import Can, access_cohort
-from labplatform.courses.models import Assignment, GradeOverride, Role
+from labplatform.courses.models import Assignment, Enrolment, GradeOverride, Role
 from vms.models import LabVM, VMKind
 from vms.signals import vm_state_changed
 
@@ -129,6 +129,25 @@ def grade_overridden(sender: Any, instance: GradeOverride, created: bool, **kwar
     def publish() -> None:
         assignment = Assignment.objects.only("id", "cohort_id").get(pk=assignment_id)
         board_cell_publish(assignment=assignment, student_id=student_id, reason="override")
+
+    transaction.on_commit(lambda: _safely(publish))
+
+
+@receiver(post_save, sender=Enrolment, dispatch_uid="board.enrolment_saved")
+@receiver(post_delete, sender=Enrolment, dispatch_uid="board.enrolment_deleted")
+def enrolment_changed(sender: Any, instance: Enrolment, **kwargs: Any) -> None:
+    """Someone's role in a cohort changed or went: their open pages check
+    again whether they may still watch its board (labplatform.consumers)."""
+    user_id, cohort_id = instance.user_id, instance.cohort_id
+
+    def publish() -> None:
+        from labplatform.consumers import user_group
+
+        layer = get_channel_layer()
+        if layer is not None:
+            async_to_sync(layer.group_send)(
+                user_group(user_id), {"type": "cohort.recheck", "cohort": cohort_id}
+            )
 
     transaction.on_commit(lambda: _safely(publish))
 
