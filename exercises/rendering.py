@@ -30,7 +30,7 @@ ALLOWED_ATTRIBUTES = {
     "th": {"align"},
     "td": {"align"},
     "ol": {"start"},
-    "code": {"class"},  # fenced_code's language-<name>, filtered below
+    "code": {"class"},  # a fence's language-<name>, filtered below
 }
 URL_SCHEMES = {"http", "https", "mailto"}
 CACHE_SIZE = 256
@@ -57,9 +57,20 @@ def render_markdown(md: str) -> SafeString:
 
 
 def _to_html(md: str) -> str:
+    # SuperFences, not fenced_code: Python-Markdown's own fences only work at
+    # the top level, so a command block indented under a numbered step came
+    # out as one run-on paragraph and restarted the list. Highlighting stays
+    # off (no Pygments spans for the sanitiser to strip): the class
+    # language-<name> is all the page gets.
     return markdown.markdown(
         md,
-        extensions=["fenced_code", TableExtension(use_align_attribute=True), "sane_lists"],
+        extensions=[
+            "pymdownx.superfences",
+            "pymdownx.highlight",
+            TableExtension(use_align_attribute=True),
+            "sane_lists",
+        ],
+        extension_configs={"pymdownx.highlight": {"use_pygments": False}},
         output_format="html",
     )
 

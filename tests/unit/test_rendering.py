@@ -61,6 +61,10 @@ def test_markdown_features_the_readmes_use() -> None:
         "<!--<script>alert(1)</script>-->",
         '<code class="language-sh" onclick="alert(1)">x</code>',
         '```"><script>alert(1)</script>\nx\n```',
+        # The same inside a list item, where fences are code blocks too.
+        '1. step\n   ```{.sh onclick="alert(1)" style="x" #anchor}\n   ls\n   ```\n2. next',
+        "- item\n  ```sh\n  </code></pre><script>alert(1)</script>\n  ```\n",
+        '1. step <b onmouseover="alert(1)">bold</b>\n\n   <script>alert(1)</script>\n',
     ],
 )
 def test_hostile_markup_is_removed(attack: str) -> None:
@@ -115,3 +119,31 @@ def test_the_real_instructions_render_completely(slug: str) -> None:
     words = r"[A-Za-z_]\w*"  # list numbers become <ol>
     lost = set(re.findall(words, readme)) - set(re.findall(words, text))
     assert lost <= {"sh"}, lost  # the fenced blocks' language
+
+
+def steps_of(html: str, heading: str) -> list[str]:
+    """The top-level items of the first list after this heading."""
+    section = html.split(f"<h2>{heading}</h2>", 1)[1]
+    items = re.search(r"<ol>\n(.*?)\n</ol>", section, re.DOTALL)
+    assert items, section[:300]
+    return re.findall(r"<li>(.*?)</li>", items.group(1), re.DOTALL)
+
+
+def test_a_fence_inside_a_numbered_step_is_a_code_block_and_numbering_goes_on() -> None:
+    readme = (Path(settings.EXERCISES_CATALOGUE_DIR) / "hello-module" / "README.md").read_text()
+    steps = steps_of(render_markdown(readme), "Steps")
+    assert len(steps) == 5, steps  # one list: step 5 did not restart at 1
+    try_it = steps[3]
+    assert try_it.startswith("<strong>Try it:</strong>")
+    assert '<pre><code class="language-sh">insmod hello.ko          # load it\n' in try_it
+    assert "rmmod hello              # unload it\ndmesg | tail" in try_it  # lines kept
+    assert "<p><code>sh" not in try_it  # not the old run-on inline code
+    assert steps[4].startswith("When you are happy")
+
+
+def test_a_fence_in_a_bullet_keeps_its_text_escaped() -> None:
+    html = render_markdown("- run:\n  ```\n  echo '<b>' && ls\n  ```\n- then\n")
+    assert html == (
+        "<ul>\n<li>run:\n  <pre><code>echo '&lt;b&gt;' &amp;&amp; ls</code></pre></li>\n"
+        "<li>then</li>\n</ul>"
+    )

@@ -219,11 +219,57 @@
     for (let i = 0; i < data.length; i++) bytes[i] = data.charCodeAt(i) & 0xff;
     socket.send(bytes);
   });
-  term.onResize(sendSize);
-  let resizeTimer = null;
-  window.addEventListener("resize", function () {
-    clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(function () { fit.fit(); }, 100);
+  // The terminal fills its box and refits whenever the box changes size: a
+  // window resize, the workspace's divider, the Kernel log pane. The size is
+  // also on the element (data-cols, data-rows) for tests and the curious.
+  function showSize() {
+    root.dataset.cols = String(term.cols);
+    root.dataset.rows = String(term.rows);
+  }
+  term.onResize(function () { showSize(); sendSize(); });
+  let refitQueued = false;
+  function refit() {
+    if (refitQueued) return;
+    refitQueued = true;
+    requestAnimationFrame(function () {
+      refitQueued = false;
+      if (screen.clientWidth > 0 && screen.clientHeight > 0) fit.fit();
+    });
+  }
+  if (window.ResizeObserver) new ResizeObserver(refit).observe(screen);
+  window.addEventListener("resize", refit);
+
+  // Keys a terminal user expects (the page's Keyboard help lists them):
+  // Ctrl+Shift+C copies the selection and Ctrl+Shift+V pastes (xterm.js
+  // leaves those to the browser, whose paste event it handles), while Ctrl+C
+  // and Ctrl+V go to the VM. Tab goes to the VM too, so Esc then Tab leaves
+  // the terminal: the Esc still reaches the VM, and the browser moves focus
+  // for a Tab that comes within ESCAPE_MS of it, instead of the VM getting it.
+  const ESCAPE_MS = 2000;
+  let escapedAt = 0;
+  function copySelection() {
+    const text = term.getSelection();
+    if (!text) return;
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).catch(function () { document.execCommand("copy"); });
+    } else {
+      document.execCommand("copy"); // xterm.js answers the copy event with the selection
+    }
+  }
+  term.attachCustomKeyEventHandler(function (e) {
+    const chord = e.ctrlKey && e.shiftKey && !e.altKey && !e.metaKey;
+    if (chord && e.code === "KeyC") {
+      if (e.type === "keydown") { e.preventDefault(); copySelection(); }
+      return false;
+    }
+    if (chord && e.code === "KeyV") return false; // the browser pastes, xterm.js sends it
+    if (e.type !== "keydown" || ["Shift", "Control", "Alt", "Meta"].includes(e.key)) return true;
+    if (e.key === "Tab" && !e.ctrlKey && !e.altKey && !e.metaKey && Date.now() - escapedAt < ESCAPE_MS) {
+      escapedAt = 0;
+      return false; // not sent, not cancelled: the browser moves the focus on
+    }
+    escapedAt = e.key === "Escape" ? Date.now() : 0;
+    return true;
   });
   if (kernelToggle) {
     kernelToggle.addEventListener("click", function () {
@@ -315,5 +361,6 @@
   document.addEventListener("kernellab:vm", function (e) { follow(e.detail.state, e.detail.vm); });
   window.addEventListener("online", function () { if (wanted && !socket) { retry = 500; connect(); } });
   fit.fit();
+  showSize();
   follow(root.dataset.state, root.dataset.vm);
 })();
