@@ -25,6 +25,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,14 @@ def wait_for(what: str, probe: Any, timeout: float, *processes: Process) -> Any:
     raise TimeoutError(f"{what}: not within {timeout}s\n{logs}")
 
 
+# The host's workers, one per kind of work (vms.queues), as compose runs them.
+WORKERS = ("worker-lab", "worker-grading", "worker-housekeeping")
+
+
+def worker_ready(worker: Process) -> bool:
+    return "ready." in worker.output()
+
+
 @pytest.fixture
 def deployment(
     world: World, lab_image: BuiltImage, vm_dir: Path, tmp_path: Path
@@ -188,24 +197,23 @@ def deployment(
         try:
             run.run_once("init")
             run.run_once("host-setup")
-            for name in ("worker", "watcher", "beat", "web"):
+            for name in (*WORKERS, "watcher", "beat", "web"):
                 started[name] = run.start(name)
                 stack.callback(started[name].stop)
-            started["worker"].wait_until(
-                lambda: "ready." in started["worker"].output(), 90, "ready"
-            )
+            for worker in (started[name] for name in WORKERS):
+                worker.wait_until(partial(worker_ready, worker), 90, "ready")
             started["web"].wait_until(lambda: port_open(run.web_port), 60, "listening")
             yield run, started
         finally:
             # Whatever the test left running goes through the platform's own destroy.
             for vm in LabVM.objects.live():
                 lab_destroy(vm=vm)
-            if "worker" in started and started["worker"].popen.poll() is None:
+            if "worker-lab" in started and started["worker-lab"].popen.poll() is None:
                 wait_for(
                     "the labs to be destroyed",
                     lambda: not LabVM.objects.live().exists(),
                     120,
-                    started["worker"],
+                    started["worker-lab"],
                 )
 
 
@@ -233,7 +241,7 @@ def test_the_compose_services_start_a_lab_and_grade_a_submit(
         if path.is_file()
     }
     # The Start and the Submit (graded in a clean guest of its own) run side
-    # by side, in the worker's two slots: one guest boot each, at once.
+    # by side, in the lab and the grading worker: one guest boot each, at once.
     started = time.monotonic()
     lab = api(port, token, "POST", "/exercises/hello-module/lab")
     attempt = api(

@@ -25,9 +25,10 @@ from tests.support.compose import (
 )
 from tests.support.processes import ROOT
 from vms.models import Host
-from vms.queues import host_queues
+from vms.queues import DEFAULT_QUEUE, Work, host_queues, worker_argv
 
-APP_SERVICES = ("init", "host-setup", "web", "worker", "watcher", "beat")
+HOST_WORKERS = tuple(f"worker-{work}" for work in Work)
+APP_SERVICES = ("init", "host-setup", "web", *HOST_WORKERS, "watcher", "beat")
 EXAMPLE = env_file_variables(ROOT / ".env.example")
 
 
@@ -67,18 +68,29 @@ def test_only_host_setup_runs_as_root() -> None:
 
 def test_host_processes_reach_libvirt_through_its_group_not_root() -> None:
     services = compose()["services"]
-    for name in ("worker", "watcher", "web"):
+    for name in (*HOST_WORKERS, "watcher", "web"):
         assert "/var/run/libvirt:/var/run/libvirt" in services[name]["volumes"], name
         assert services[name]["group_add"] == [EXAMPLE["LIBVIRT_GID"]], name
-    assert services["worker"]["environment"]["LIBVIRT_URI"] == "qemu:///system"
+    for name in HOST_WORKERS:
+        assert services[name]["environment"]["LIBVIRT_URI"] == "qemu:///system", name
 
 
-def test_the_worker_consumes_its_hosts_queues() -> None:
-    worker = service(compose(), "worker")
-    assert worker.argv[:3] == ["celery", "-A", "labplatform"]
-    queues = set(worker.argv[worker.argv.index("--queues") + 1].split(","))
-    host = worker.environment["KERNELLAB_HOST_NAME"]
-    assert set(host_queues(host)) <= queues
+def consumed_queues(definition: dict[str, Any]) -> set[str]:
+    """The queues a compose definition's workers consume: each runs
+    manage.py run_worker <work>, which runs vms.queues' command line."""
+    consumed: set[str] = set()
+    for work in Work:
+        worker = service(definition, f"worker-{work}")
+        assert worker.argv == ["python", "manage.py", "run_worker", str(work)]
+        argv = worker_argv(Work(worker.argv[3]), worker.environment["KERNELLAB_HOST_NAME"])
+        queues = next(a for a in argv if a.startswith("--queues=")).split("=", 1)[1]
+        consumed |= set(queues.split(","))
+    return consumed
+
+
+def test_the_workers_consume_exactly_their_hosts_queues_and_the_sites_default() -> None:
+    host = service(compose(), "worker-lab").environment["KERNELLAB_HOST_NAME"]
+    assert consumed_queues(compose()) == {*host_queues(host), DEFAULT_QUEUE}
 
 
 def test_the_catalogue_is_synced_and_the_schema_migrated_before_the_site_starts() -> None:
@@ -99,8 +111,8 @@ def test_the_guest_image_is_built_on_the_host_that_uses_it() -> None:
     assert "manage.py register_host" in setup
     # The cache is the host's own folder, at the path its libvirtd opens.
     assert "/var/cache/kernellab:/var/cache/kernellab" in services["host-setup"]["volumes"]
-    assert "/var/cache/kernellab:/var/cache/kernellab" in services["worker"]["volumes"]
-    for name in ("worker", "watcher"):
+    for name in (*HOST_WORKERS, "watcher"):
+        assert "/var/cache/kernellab:/var/cache/kernellab" in services[name]["volumes"], name
         assert services[name]["depends_on"]["host-setup"] == {
             "condition": "service_completed_successfully"
         }
@@ -164,3 +176,58 @@ def test_register_host_creates_then_updates_and_keeps_the_drain(db: None) -> Non
     )
     with pytest.raises(CommandError, match="host name"):
         call_command("register_host", "no spaces", "--uri", "qemu:///system")
+
+
+# --- docker-compose.host.yml: one more hypervisor host ------------------------------
+
+HOST_FILE = ROOT / "docker-compose.host.yml"
+HOST_EXAMPLE = env_file_variables(ROOT / ".env.host.example")
+HOST_SERVICES = ("host-setup", "worker-lab", "worker-grading", "worker-housekeeping", "watcher")
+
+
+def host_compose() -> dict[str, Any]:
+    return load_compose(HOST_EXAMPLE, HOST_FILE)
+
+
+def test_the_host_file_runs_only_a_hosts_services() -> None:
+    assert set(host_compose()["services"]) == set(HOST_SERVICES)
+
+
+def test_the_host_files_workers_consume_exactly_its_queues_and_the_sites_default() -> None:
+    host = HOST_EXAMPLE["KERNELLAB_HOST_NAME"]
+    assert consumed_queues(host_compose()) == {*host_queues(host), DEFAULT_QUEUE}
+
+
+def test_the_host_file_registers_its_host_and_builds_its_image_there() -> None:
+    setup = service(host_compose(), "host-setup")
+    command = " ".join(setup.argv)
+    assert "manage.py build_image" in command
+    assert 'register_host "$KERNELLAB_HOST_NAME" --uri "$KERNELLAB_HOST_URI"' in command
+    assert setup.environment["KERNELLAB_HOST_URI"] == HOST_EXAMPLE["KERNELLAB_HOST_URI"]
+    assert "/var/cache/kernellab:/var/cache/kernellab" in setup.volumes
+
+
+def test_the_host_files_processes_share_the_sites_database_and_redis() -> None:
+    for name in HOST_SERVICES:
+        env = service(host_compose(), name).environment
+        assert env["DATABASE_URL"] == HOST_EXAMPLE["DATABASE_URL"], name
+        assert env["REDIS_URL"] == HOST_EXAMPLE["REDIS_URL"], name
+        assert env["KERNELLAB_HOST_NAME"] == "host2", name
+    missing = {k: v for k, v in HOST_EXAMPLE.items() if k != "DATABASE_URL"}
+    with pytest.raises(MissingVariable, match="DATABASE_URL"):
+        load_compose(missing, HOST_FILE)
+
+
+def test_on_a_host_only_host_setup_runs_as_root() -> None:
+    services = host_compose()["services"]
+    for name in HOST_SERVICES:
+        if name == "host-setup":
+            continue
+        assert services[name]["user"] == "kernellab", name
+        assert not services[name].get("privileged"), name
+        assert services[name]["group_add"] == [HOST_EXAMPLE["LIBVIRT_GID"]], name
+        assert "/var/run/libvirt:/var/run/libvirt" in services[name]["volumes"], name
+        assert services[name]["depends_on"]["host-setup"] == {
+            "condition": "service_completed_successfully"
+        }
+    assert services["host-setup"]["user"] == "root"
