@@ -5,14 +5,24 @@ after a worker crash finds it no longer QUEUED and does nothing."""
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 
 
-@shared_task(name="exercises.grade", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def grade(attempt_id: int) -> None:
+@shared_task(
+    bind=True,
+    name="exercises.grade",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def grade(self: Task, attempt_id: int) -> None:
     from exercises.grading.engine import grade as grade_attempt
 
-    grade_attempt(attempt_id)
+    # Redis hands a late-acked task out again only when the run that held it
+    # can no longer be running: its process died (reject on worker lost) or
+    # the visibility timeout, twice the hard time limit, passed.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    grade_attempt(attempt_id, redelivered=redelivered)
 
 
 @shared_task(name="exercises.reap_attempts", ignore_result=True)

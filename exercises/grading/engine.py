@@ -69,10 +69,19 @@ def _submit(attempt: Attempt) -> Outcome:
         )
 
 
-def grade(attempt_id: int) -> None:
-    """QUEUED -> RUNNING -> a finished status."""
-    if not attempt_transition(attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING):
+def grade(attempt_id: int, *, redelivered: bool = False) -> None:
+    """QUEUED -> RUNNING -> a finished status.
+
+    A redelivery (the worker that ran it died) finds the attempt RUNNING, left
+    so by the dead run: it takes it over and grades it again from the start (a
+    Submit's clean guest left by that run is removed first, vms.sandbox)."""
+    taken_from = [AttemptStatus.QUEUED]
+    if redelivered:
+        taken_from.append(AttemptStatus.RUNNING)
+    if not attempt_transition(attempt_id, taken_from, AttemptStatus.RUNNING):
         return  # already taken by another delivery of this task, or reaped
+    if redelivered:
+        log.warning("grading attempt %s again: its previous run was lost", attempt_id)
     attempt = Attempt.objects.select_related("version", "vm", "vm__host", "exercise", "files").get(
         pk=attempt_id
     )

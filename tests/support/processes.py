@@ -189,9 +189,23 @@ def host_workers(
     """A host's workers as production runs them (manage.py run_worker: one
     process per kind of work, each with its settings.WORKER_SLOTS). ``include``
     names an extra module of tasks the workers load (tests' own tasks)."""
+    with work_workers(log_dir, host_name, tuple(Work), include=include, env=env) as workers:
+        yield workers
+
+
+@contextmanager
+def work_workers(
+    log_dir: Path,
+    host_name: str,
+    works: tuple[Work, ...],
+    *,
+    include: str = "",
+    env: dict[str, str],
+) -> Iterator[dict[Work, Process]]:
+    """Some of a host's workers (these kinds of work), as host_workers starts them."""
     workers: dict[Work, Process] = {}
     try:
-        for work in Work:
+        for work in works:
             argv = [*worker_argv(work, host_name), "--without-mingle", "--without-gossip"]
             if include:
                 argv.append(f"--include={include}")

@@ -382,7 +382,7 @@ def test_tasks_are_thin_and_scheduled() -> None:
     assert tasks.grade.acks_late
     with mock.patch("exercises.grading.engine.grade") as grade:
         tasks.grade(42)
-    grade.assert_called_once_with(42)
+    grade.assert_called_once_with(42, redelivered=False)
     schedule = settings.CELERY_BEAT_SCHEDULE["reap-attempts"]
     assert schedule == {"task": tasks.reap_attempts.name, "schedule": 300.0}
     with mock.patch("exercises.services.attempts_reap_stuck") as reap:

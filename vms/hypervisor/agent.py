@@ -90,6 +90,12 @@ class GuestAgent:
                     f"guest agent of {self.guest.name}: {execute} timed out"
                 ) from exc
             raise AgentUnavailable(f"guest agent of {self.guest.name}: {exc}") from exc
+        except SystemError as exc:
+            # The binding cannot make a str of a reply that is not UTF-8: it
+            # raises SystemError from UnicodeDecodeError, which no caller expects.
+            if isinstance(exc.__cause__, UnicodeError):
+                raise AgentProtocolError(f"{execute}: reply is not UTF-8 text") from exc
+            raise
         if raw is None or len(raw) > MAX_REPLY_BYTES * 2:
             raise AgentProtocolError(f"{execute}: reply missing or too large")
         try:

@@ -1,0 +1,55 @@
+"""The channel layer outlives Redis going away (labplatform.channel_layer):
+a consumer's receive waits for Redis instead of ending the consumer (and
+with it the websocket of an open console), and leaving a group while Redis
+is away does not fail a disconnect. Against a real redis-server started late
+on its own port; the console end to end is tests/integration/test_faults.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from channels_redis.core import RedisChannelLayer as PlainRedisChannelLayer
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from labplatform.channel_layer import RedisChannelLayer
+from tests.support.processes import Process, free_port, port_open
+
+pytestmark = pytest.mark.redis
+
+
+def redis_server(port: int, folder: Path) -> Process:
+    server = Process(
+        "redis",
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", ""],
+        dict(os.environ),
+        folder / "redis.log",
+    )
+    server.wait_until(lambda: port_open(port), 30, "listening")
+    return server
+
+
+async def test_a_receive_waits_for_redis_to_come_back(tmp_path: Path) -> None:
+    port = free_port()
+    layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{port}/0"])
+    channel = await layer.new_channel()
+    receiving = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(1)  # several attempts meet a closed port
+    assert not receiving.done()
+    server = await asyncio.to_thread(redis_server, port, tmp_path)
+    try:
+        await layer.send(channel, {"type": "vm.event"})
+        assert await asyncio.wait_for(receiving, 15) == {"type": "vm.event"}
+    finally:
+        receiving.cancel()
+        await layer.flush()
+        await asyncio.to_thread(server.stop)
+
+
+async def test_leaving_a_group_while_redis_is_away_does_not_raise() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(RedisConnectionError):  # what channels_redis alone does
+        await PlainRedisChannelLayer(hosts=[url]).group_discard("vm-1", "specific.x!y")
+    await RedisChannelLayer(hosts=[url]).group_discard("vm-1", "specific.x!y")
