@@ -3,6 +3,7 @@ run here synchronously, exactly as the Celery tasks call them."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,37 @@ def test_two_students_run_side_by_side(
     for vm in (alice_vm, bob_vm):
         services.lab_destroy(vm=vm)
         lifecycle.destroy(str(vm.id))
+
+
+def test_a_cold_boot_keeps_what_the_platform_and_the_exercises_need(
+    world: World, lab_image: BuiltImage, vm_dir: Path, no_enqueue: Any
+) -> None:
+    """The image's trimmed boot (its own initramfs, the PVH kernel, masked units
+    and generators, a narrow udev coldplug) loses nothing: the agent answers
+    (or the VM would not be RUNNING), every unit started, the kernel spoke on
+    ttyS0 from its first line, the student's shell logged in by itself on hvc0,
+    panics are reported, modules load, the exercises' tools are there."""
+    vm = started(world)
+    files = lifecycle.vm_files(vm)
+    deadline = time.monotonic() + 30
+    while f"root@{vm.hostname}".encode() not in files.shell_log.read_bytes():
+        assert time.monotonic() < deadline, "no autologin prompt on hvc0"
+        time.sleep(0.2)
+    kernel_log = files.kernel_log.read_text(errors="replace")
+    assert kernel_log.index("Linux version") < kernel_log.index("Run /init as init process")
+    assert "systemd" in kernel_log[kernel_log.index("Run /init") :]
+
+    assert sh(vm, "systemctl is-system-running --wait || systemctl --failed").strip() == "running"
+    driver = "/sys/bus/acpi/devices/QEMU0001:00/physical_node/driver"
+    assert sh(vm, f"readlink {driver}").strip().endswith("/pvpanic-mmio")
+    # Free page reporting (feature bit 5) negotiated by the balloon's driver.
+    features = sh(vm, "cat /sys/bus/virtio/drivers/virtio_balloon/virtio*/features").strip()
+    assert features[5:6] == "1", features
+    assert sh(vm, "modprobe loop && grep -c '^loop ' /proc/modules").strip() == "1"
+    assert sh(vm, "findmnt -no OPTIONS /").startswith("rw")
+    assert sh(vm, "test -e /sys/kernel/tracing/trace && systemctl is-active systemd-sysctl").strip()
+    tools = "gcc make bpftrace trace-cmd sysctl strace insmod"
+    sh(vm, f"for t in {tools}; do command -v $t || exit 1; done")
+    sh(vm, "test -d /lib/modules/$(uname -r)/build")  # kbuild for the students' modules
+    services.lab_destroy(vm=vm)
+    lifecycle.destroy(str(vm.id))

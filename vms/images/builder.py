@@ -1,5 +1,7 @@
 """Build a guest image from a recipe: debootstrap -> configured root fs ->
-small initramfs -> ext4 -> qcow2, plus the kernel and initrd for direct boot.
+small initramfs -> ext4 -> qcow2, plus the kernel and initrd for direct boot
+(the kernel as an uncompressed PVH ELF where it can be: vms/images/kernel.py;
+the initramfs our own: vms/images/initramfs.py).
 
 Images are cached in ``<cache>/<name>-<hash12>/`` and only rebuilt when the
 recipe changes. A build happens in a temporary folder renamed into place at
@@ -21,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vms.images.initramfs import InitramfsError, initramfs_build
+from vms.images.kernel import pvh_vmlinux
 from vms.images.recipe import Recipe, load_recipe, recipe_files, recipe_hash
 
 Progress = Callable[[str], None]
@@ -38,6 +42,7 @@ class BuiltImage:
     directory: Path
     kernel_release: str
     cmdline: str
+    kernel_file: str = "vmlinuz"  # "vmlinux" when the kernel boots through PVH
 
     @property
     def disk(self) -> Path:
@@ -45,7 +50,7 @@ class BuiltImage:
 
     @property
     def kernel(self) -> Path:
-        return self.directory / "vmlinuz"
+        return self.directory / self.kernel_file
 
     @property
     def initrd(self) -> Path:
@@ -61,6 +66,7 @@ class BuiltImage:
                 directory=directory,
                 kernel_release=data["kernel_release"],
                 cmdline=data["cmdline"],
+                kernel_file=data.get("kernel_file", "vmlinuz"),
             )
         except (OSError, ValueError, KeyError):
             return None
@@ -134,12 +140,14 @@ class _Build:
     def run(self) -> None:
         self.debootstrap()
         self.configure()
-        release = self.initramfs()
+        release, kernel_file, modules = self.kernel_and_initramfs()
         self.disk()
         manifest = {
             "name": self.recipe.name,
             "hash": self.digest,
             "kernel_release": release,
+            "kernel_file": kernel_file,
+            "initramfs_modules": modules,
             "cmdline": self.recipe.cmdline,
             "packages": self.recipe.packages,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -204,14 +212,15 @@ class _Build:
             shutil.copy2(path, target)
         (self.rootfs / "etc/hostname").write_text("kernellab\n")
         (self.rootfs / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 kernellab\n")
-        modules = self.rootfs / "etc/initramfs-tools"
-        (modules / "modules").write_text("\n".join(self.recipe.initramfs_modules) + "\n")
-        conf = modules / "initramfs.conf"
-        conf.write_text(re.sub(r"(?m)^MODULES=.*$", "MODULES=list", conf.read_text()))
         system = self.rootfs / "etc/systemd/system"
         for unit in self.recipe.mask_units:
             (system / unit).unlink(missing_ok=True)
             (system / unit).symlink_to("/dev/null")
+        for relative in self.recipe.masked_files:
+            masked = self.rootfs / relative
+            masked.parent.mkdir(parents=True, exist_ok=True)
+            masked.unlink(missing_ok=True)
+            masked.symlink_to("/dev/null")
         self.chroot("passwd", ["passwd", "-d", "root"])
         self.chroot("default target", ["systemctl", "set-default", self.recipe.default_target])
         if self.recipe.enable_units:
@@ -225,25 +234,31 @@ class _Build:
     def chroot(self, step: str, argv: list[str]) -> None:
         self.sh(step, ["chroot", str(self.rootfs), *argv])
 
-    def initramfs(self) -> str:
+    def kernel_and_initramfs(self) -> tuple[str, str, list[str]]:
+        """The kernel to boot directly (its release, its file name here) and
+        our initramfs (the modules it loads). Debian's own initrd in the
+        image's /boot is never booted."""
         self.progress("Building the guest image: kernel and initramfs (3/4)")
         releases = sorted(p.name for p in (self.rootfs / "lib/modules").iterdir())
         if len(releases) != 1:
             raise ImageBuildError(f"expected one kernel in the image, found {releases}")
         release = releases[0]
-        mounts = [("proc", "proc"), ("sysfs", "sys")]
-        for fstype, where in mounts:
-            self.sh("mount", ["mount", "-t", fstype, fstype, str(self.rootfs / where)])
+        bzimage = (self.rootfs / f"boot/vmlinuz-{release}").read_bytes()
+        vmlinux = pvh_vmlinux(bzimage)
+        kernel_file = "vmlinuz" if vmlinux is None else "vmlinux"
+        (self.work / kernel_file).write_bytes(bzimage if vmlinux is None else vmlinux)
         try:
-            self.chroot("update-initramfs", ["update-initramfs", "-u", "-k", release])
-        finally:
-            for _, where in reversed(mounts):
-                subprocess.run(["umount", str(self.rootfs / where)], check=False)
-        shutil.copy2(self.rootfs / f"boot/vmlinuz-{release}", self.work / "vmlinuz")
-        shutil.copy2(self.rootfs / f"boot/initrd.img-{release}", self.work / "initrd.img")
-        for name in ("vmlinuz", "initrd.img"):
+            modules = initramfs_build(
+                rootfs=self.rootfs,
+                release=release,
+                modules=self.recipe.initramfs_modules,
+                out=self.work / "initrd.img",
+            )
+        except InitramfsError as exc:
+            raise ImageBuildError(f"image build failed at 'initramfs': {exc}") from None
+        for name in (kernel_file, "initrd.img"):
             os.chmod(self.work / name, 0o644)
-        return release
+        return release, kernel_file, modules
 
     def disk(self) -> None:
         self.progress("Building the guest image: writing the disk (4/4)")

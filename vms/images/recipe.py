@@ -12,10 +12,11 @@ import json
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # Bump when the build steps change in a way that changes the image.
-BUILDER_VERSION = 1
+# 2: our own initramfs (busybox), the kernel as a PVH ELF, masked_files.
+BUILDER_VERSION = 2
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 
@@ -36,7 +37,18 @@ class Recipe(BaseModel):
     disk_gib: int = Field(ge=2, le=64)
     default_target: str = "multi-user.target"
     mask_units: list[str] = []
+    # Paths in the image made links to /dev/null: systemd's way to switch off
+    # a generator, a tmpfiles.d or a udev rules file.
+    masked_files: list[str] = []
     enable_units: list[str] = []
+
+    @field_validator("masked_files")
+    @classmethod
+    def _inside_the_image(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if path.startswith("/") or ".." in path.split("/") or not path.strip("/"):
+                raise ValueError(f"{path!r} must be a path inside the image, relative to its /")
+        return paths
 
 
 def recipe_dir(name: str) -> Path:
