@@ -88,7 +88,12 @@ def destroy_all(work: Path) -> None:
     from vms import lifecycle
 
     for guest in lifecycle.hypervisor("qemu:///system").guests():
-        if str(work) in guest.xml():
+        try:
+            ours = str(work) in guest.xml()
+        except Exception as exc:  # another run's domain vanished while we looked
+            print(f"skipping a domain that went away: {exc}")
+            continue
+        if ours:
             guest.destroy()
             guest.undefine()
     shutil.rmtree(work, ignore_errors=True)

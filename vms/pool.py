@@ -8,9 +8,16 @@ libvirt insists that a restored guest keeps its saved name and uuid, which is
 why a VM records its domain uuid instead of deriving it.
 
 Folder of an entry: ``<VM_DIR>/pool/<profile>/<domain-uuid>/``, a
-``GuestFolder`` with its saved memory. On claim the shell log of its boot is
-removed (the prompt it shows is the pool's, not the student's); its kernel log
-stays: it is this guest's boot, which the student may read.
+``GuestFolder`` with its saved memory. The profile's key covers all a saved
+guest must share with the guest it becomes: the image, the virt type, the
+size and the layout of the domain XML (``layout_fingerprint``: a console's
+backend, a device, a limit element), so that a guest saved under an older
+layout is never restored into a newer one. Each profile folder says what it
+is (``profile.json``); the reaper removes the folders of profiles nothing
+claims any more (an image rebuilt, a layout changed) with their entries.
+On claim the shell log of its boot is removed (the prompt it shows is the
+pool's, not the student's); its kernel log stays: it is this guest's boot,
+which the student may read.
 
 This module is the pool's storage; booting and saving entries is
 ``vms.guests``' job, like every other way of preparing a guest.
@@ -19,6 +26,7 @@ This module is the pool's storage; booting and saving entries is
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -30,11 +38,13 @@ from pathlib import Path
 from django.conf import settings
 
 from vms.guest_folder import GuestFolder
-from vms.images import BuiltImage
+from vms.hypervisor.domain import layout_fingerprint
+from vms.images import BuiltImage, RecipeError, find_image
 
 log = logging.getLogger(__name__)
 
 POOL_VM_ID = "pool"  # metadata vm-id of a guest being booted for the pool
+PROFILE_FILE = "profile.json"  # in each profile's folder: what the profile is
 
 
 @dataclass(frozen=True)
@@ -48,12 +58,35 @@ class Profile:
 
     @property
     def key(self) -> str:
-        text = f"{self.image.hash}:{self.virt_type}:{self.memory_mib}:{self.vcpus}"
+        text = ":".join(
+            (
+                self.image.hash,
+                self.virt_type,
+                str(self.memory_mib),
+                str(self.vcpus),
+                layout_fingerprint(self.virt_type),
+            )
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def directory(self) -> Path:
-        return Path(settings.VM_DIR) / "pool" / self.key
+        return pool_root() / self.key
+
+    def describe(self) -> dict[str, object]:
+        """What ``profile.json`` says: enough to tell, later, whether this
+        profile is still the one a guest of its image would get."""
+        return {
+            "recipe": self.image.name,
+            "image": self.image.hash,
+            "virt_type": self.virt_type,
+            "memory_mib": self.memory_mib,
+            "vcpus": self.vcpus,
+        }
+
+
+def pool_root() -> Path:
+    return Path(settings.VM_DIR) / "pool"
 
 
 @dataclass(frozen=True)
@@ -101,7 +134,14 @@ def building_count(profile: Profile) -> int:
 
 
 def building_folder(profile: Profile, domain_uuid: uuid.UUID) -> GuestFolder:
-    """Where an entry is booted and saved; invisible to claim() until published."""
+    """Where an entry is booted and saved; invisible to claim() until published.
+    The profile's folder says what it is before its first entry is in it."""
+    description = profile.directory / PROFILE_FILE
+    if not description.is_file():
+        profile.directory.mkdir(parents=True, exist_ok=True)
+        temporary = description.with_name(f".{PROFILE_FILE}.{domain_uuid}")
+        temporary.write_text(json.dumps(profile.describe(), sort_keys=True) + "\n")
+        os.replace(temporary, description)
     return GuestFolder(profile.directory / f"{domain_uuid}.tmp")
 
 
@@ -113,19 +153,59 @@ def publish(building: GuestFolder, domain_uuid: uuid.UUID, profile: Profile) -> 
 
 
 def remove_stale(max_age_seconds: float) -> None:
-    """Half-built entries left by a worker that died."""
-    root = Path(settings.VM_DIR) / "pool"
+    """Half-built entries left by a worker that died, and every entry of a
+    profile nothing claims any more (see ``profile_is_current``)."""
+    root = pool_root()
     if not root.is_dir():
         return
     now = time.time()
     for profile_dir in root.iterdir():
+        if not profile_dir.is_dir():
+            continue
+        current = profile_is_current(profile_dir)
         for entry in profile_dir.iterdir():
-            if entry.name.endswith(".tmp") and now - entry.stat().st_mtime > max_age_seconds:
-                shutil.rmtree(entry, ignore_errors=True)
+            if entry.name == PROFILE_FILE:
+                continue
+            building = entry.name.endswith(".tmp")
+            if building and now - entry.stat().st_mtime <= max_age_seconds:
+                continue  # a worker may be booting it right now
+            if building or not current:
+                _remove(entry)
+        if not current and not any(e.name != PROFILE_FILE for e in profile_dir.iterdir()):
+            log.info("pool: removed the entries of stale profile %s", profile_dir.name)
+            shutil.rmtree(profile_dir, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def profile_is_current(profile_dir: Path) -> bool:
+    """Whether a Start could still claim this folder's entries: its image is
+    the current build of its recipe, and this code, given the same profile,
+    keys it with the same layout. A folder that does not say what it is was
+    made by older code: it is not."""
+    try:
+        described = json.loads((profile_dir / PROFILE_FILE).read_text())
+        recipe, image_hash = str(described["recipe"]), str(described["image"])
+        virt_type = str(described["virt_type"])
+        memory_mib, vcpus = int(described["memory_mib"]), int(described["vcpus"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    try:
+        image = find_image(recipe)
+    except RecipeError:
+        return False  # the recipe is gone
+    if image is None or image.hash != image_hash:
+        return False
+    return Profile(image, virt_type, memory_mib, vcpus).key == profile_dir.name
 
 
 def entry_is_being_built(domain_uuid: str, *, max_age_seconds: float) -> bool:
-    root = Path(settings.VM_DIR) / "pool"
+    root = pool_root()
     now = time.time()
     return any(
         now - folder.stat().st_mtime < max_age_seconds

@@ -34,8 +34,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
+import tty
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -338,3 +341,109 @@ class ConsoleStream:
         running = await asyncio.to_thread(self._guest_running)
         # The guest still runs but our stream ended: somebody forced the console.
         self._on_closed(StreamClosed(reason=reason, taken_over=running, guest_running=running))
+
+
+class ConsoleHold:
+    """Keep a new guest's shell console "connected" in QEMU from the moment
+    the guest runs, so that the student's console, opened later, answers the
+    first keystroke at once.
+
+    Why: QEMU notices that one of its pty consoles got a reader by polling
+    once a second and reads no input until then, so a console opened through
+    libvirt (``openConsole``; libvirt 9.0 serves pty consoles only: a unix
+    socket chardev is refused with "not using a PTY") answered its first
+    keystroke up to a second late. Neither guest output nor a FORCE takeover
+    of a libvirt console that QEMU already saw avoids it: libvirt closes the
+    old reader before it opens the new one, and QEMU may see the hang-up in
+    between (measured: two takeovers in five waited the full second).
+
+    So the hold opens the pty itself, on the hypervisor host, as a second
+    opener libvirt knows nothing about, in raw mode (as libvirt sets it), and
+    never reads it: whatever the guest writes meanwhile waits in the pty for
+    the student's console, which gets every byte (a hold that read would race
+    the page's reader for them during a cold boot, whose console is open from
+    power-on). ``release(keep_seconds)`` (the guest is ready) shortens
+    the hold to ``keep_seconds`` more; ``seconds`` bounds it. Meanwhile QEMU
+    has seen a reader; a libvirt reader opening the pty never finds it
+    unconnected, and when the hold closes, the libvirt reader keeps it
+    connected. Only a guest whose console nobody reads notices: past the pty's
+    buffer (4 KiB) its console output waits until a reader comes or the hold
+    ends. On a machine where the pty is not (a worker not
+    on its hypervisor host) the hold says so in the log and does nothing.
+    """
+
+    POLL_SECONDS = 0.02
+
+    def __init__(self, host: Host, domain_uuid: str, device: str, *, seconds: float) -> None:
+        self.host = host
+        self.domain_uuid = domain_uuid
+        self.device = device
+        self.seconds = seconds
+        self.opened = threading.Event()
+        self.ended = threading.Event()
+        self.end_reason = ""
+        self._deadline = time.monotonic() + seconds
+
+    def start(self) -> ConsoleHold:
+        threading.Thread(target=self._run, name="console-hold", daemon=True).start()
+        return self
+
+    def release(self, *, keep_seconds: float) -> None:
+        """The guest is ready: hold on for ``keep_seconds`` more at most."""
+        self._deadline = min(self._deadline, time.monotonic() + keep_seconds)
+
+    def _run(self) -> None:
+        fd = -1
+        try:
+            fd = self._open()
+            if fd >= 0:
+                self.opened.set()
+                self._hold(fd)
+                self.end_reason = "time is up"
+        except OSError as exc:
+            self.end_reason = f"cannot hold the console: {exc}"
+            log.info("console hold of %s: %s", self.domain_uuid, self.end_reason)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            self.ended.set()
+
+    def _pty_path(self) -> str | None:
+        """The pty of the console once the guest runs (None: not yet; "":
+        the running guest has no such pty console). Not while a restore
+        loads the saved guest (the domain is paused then): a console that
+        QEMU connected before the saved device state was loaded showed none
+        of the guest's output afterwards (measured)."""
+        try:
+            domain = self.host.conn.lookupByUUIDString(self.domain_uuid)
+            if domain.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
+                return None
+            root = ET.fromstring(domain.XMLDesc(0))  # noqa: S314 - libvirt's own definition
+        except (libvirt.libvirtError, HypervisorError):
+            return None  # not there yet
+        for console in root.iterfind("./devices/console"):
+            alias = console.find("alias")
+            if alias is not None and alias.get("name") == self.device:
+                source = console.find("source")
+                return "" if source is None else source.get("path", "")
+        return ""  # running, and no such pty console: nothing to hold
+
+    def _open(self) -> int:
+        """The pty's slave side, once the guest runs; -1 if it never did in
+        time or its console is not a pty."""
+        while time.monotonic() < self._deadline:
+            path = self._pty_path()
+            if path == "":
+                self.end_reason = "the console is not a pty"
+                return -1
+            if path:
+                fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+                tty.setraw(fd)  # never echo the guest's output back to it as input
+                return fd
+            time.sleep(self.POLL_SECONDS)
+        self.end_reason = "the domain's console did not appear in time"
+        return -1
+
+    def _hold(self, fd: int) -> None:
+        while (left := self._deadline - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
