@@ -201,7 +201,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "labplatform.channel_layer.RedisChannelLayer",  # outlives Redis restarts
         "CONFIG": {
             # redis-py 8 reads with a 5 s socket timeout by default, the same
             # as channels_redis's 5 s BZPOPMIN: a reply a moment late (a busy
@@ -280,6 +280,10 @@ _STATE_ROOT = Path("/var/lib") if os.geteuid() == 0 else DATA_DIR
 VM_DIR = env_path("VM_DIR", _STATE_ROOT / "kernellab" / "vms")
 # The hypervisor host this process's workers serve (queues host.<name>.<kind>).
 KERNELLAB_HOST_NAME = env_str("KERNELLAB_HOST_NAME", "local")
+# A host whose libvirtd has not answered beat's check (every minute) for this
+# long is lost: its labs turn Failed with the reason (vms.hosts.host_check).
+# Long enough for a libvirtd restart, which guests survive.
+HOST_LOST_AFTER_SECONDS = env_int("HOST_LOST_AFTER_SECONDS", 180, minimum=0)
 # Quotas: guests running at once per student, and per cohort.
 VM_MAX_PER_STUDENT = env_int("VM_MAX_PER_STUDENT", 1, minimum=1)
 VM_MAX_PER_COHORT = env_int("VM_MAX_PER_COHORT", 60, minimum=1)
@@ -294,6 +298,26 @@ VM_POOL_SIZE = env_int("VM_POOL_SIZE", 2, minimum=0)
 # Files a student moves in and out of their running guest from the console page
 # (vms.guest_files), at most this large each way.
 VM_FILE_MAX_BYTES = env_int("VM_FILE_MAX_BYTES", 16 * 1024 * 1024, minimum=1024)
+
+# --- Confinement: what one guest may take of its host (vms.confinement) ---------------
+# CPU: percent of one host CPU per vCPU, for all of a guest's QEMU threads
+# (libvirt <cputune>, the guest's cgroup).
+VM_CPU_PERCENT = env_int("VM_CPU_PERCENT", 100, minimum=1)
+# Memory: a guest's QEMU may use its RAM plus this much (device state, the
+# disk's page cache; under TCG its 1 GiB translation cache comes on top) before
+# its memory cgroup reclaims and, at worst, the kernel kills that QEMU alone.
+VM_MEMORY_OVERHEAD_MIB = env_int("VM_MEMORY_OVERHEAD_MIB", 512, minimum=64)
+# Disk: bytes and operations per second each way, enforced by QEMU itself
+# (the disk's <iotune>); 0 leaves that one uncapped.
+VM_DISK_READ_BYTES_PER_SEC = env_int("VM_DISK_READ_BYTES_PER_SEC", 100 * 1024 * 1024, minimum=0)
+VM_DISK_WRITE_BYTES_PER_SEC = env_int("VM_DISK_WRITE_BYTES_PER_SEC", 50 * 1024 * 1024, minimum=0)
+VM_DISK_READ_IOPS = env_int("VM_DISK_READ_IOPS", 2000, minimum=0)
+VM_DISK_WRITE_IOPS = env_int("VM_DISK_WRITE_IOPS", 1000, minimum=0)
+# A host whose VM_DIR file system has less free space than this (the larger
+# of the two) starts, resumes, resets and pool-fills no guest: each guest's
+# overlay grows as its student writes (up to the image's virtual size).
+HOST_DISK_MIN_FREE_MIB = env_int("HOST_DISK_MIN_FREE_MIB", 2048, minimum=0)
+HOST_DISK_MIN_FREE_PERCENT = env_int("HOST_DISK_MIN_FREE_PERCENT", 5, minimum=0)
 
 # --- Exercises ----------------------------------------------------------------------
 # One folder per exercise (exercises/catalogue/<slug>/). Validated at start-up

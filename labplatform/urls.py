@@ -46,5 +46,15 @@ urlpatterns = [
     path("healthz", observability_views.healthz, name="healthz"),
     path("metrics", observability_views.metrics, name="metrics"),
     path("staff/status", observability_views.staff_status, name="staff_status"),
+    path(
+        "staff/hosts/<slug:name>/drain",
+        observability_views.staff_host_drain,
+        name="staff_host_drain",
+    ),
+    path(
+        "staff/hosts/<slug:name>/undrain",
+        observability_views.staff_host_undrain,
+        name="staff_host_undrain",
+    ),
     path("admin/", admin.site.urls),
 ]

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vms import pool
+from vms.confinement import guest_limits
 from vms.guest_folder import GuestFolder
 from vms.hypervisor.agent import GuestAgent
 from vms.hypervisor.domain import DomainSpec, LabMetadata
@@ -85,6 +86,7 @@ def guest_spec(
         disk=folder.disk,
         shell_log=folder.shell_log,
         kernel_log=folder.kernel_log,
+        limits=guest_limits(),
     )
 
 

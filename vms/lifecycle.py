@@ -21,11 +21,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from vms import guests, pool
+from vms.confinement import host_disk_room_check
 from vms.events import publish_vm_event
 from vms.guest_folder import GuestFolder
 from vms.guests import GuestRole, prepare_guest
 from vms.hypervisor.agent import GuestAgent
-from vms.hypervisor.errors import HypervisorError
+from vms.hypervisor.console import ConsoleHold
+from vms.hypervisor.domain import SHELL_CONSOLE
+from vms.hypervisor.errors import HostDiskFull, HypervisorError
 from vms.hypervisor.guest import Guest
 from vms.hypervisor.host import Host as HypervisorHost
 from vms.images import BuiltImage, ensure_image
@@ -142,17 +145,38 @@ def _set_domain_uuid(vm: LabVM, domain_uuid: uuid.UUID) -> None:
     LabVM.objects.filter(pk=vm.pk).update(domain_uuid=domain_uuid)
 
 
+def _domain_known(vm: LabVM, domain_uuid: uuid.UUID) -> ConsoleHold:
+    """Record the uuid, and hold the shell console from the moment the guest
+    runs, so that QEMU has seen a reader of it by the time the student's
+    console opens (its first keystroke is then answered at once, not after
+    QEMU's once-a-second poll: see ConsoleHold)."""
+    _set_domain_uuid(vm, domain_uuid)
+    return ConsoleHold(
+        hypervisor(vm.host.uri),
+        str(domain_uuid),
+        SHELL_CONSOLE,
+        seconds=settings.VM_BOOT_TIMEOUT_SECONDS + CONSOLE_HOLD_SECONDS,
+    ).start()
+
+
+# How long a console held for a new guest stays held once the guest is ready,
+# for the student's page to open it.
+CONSOLE_HOLD_SECONDS = 60
+
+
 def _boot(vm: LabVM) -> list[tuple[str, float]]:
     """Give the VM a running guest: restored from the warm pool when an entry
     is ready (about a second), otherwise booted cold. Returns the time each
     step took (logged; ``./kernellab bench start`` prints them)."""
     started = time.monotonic()
+    host_disk_room_check(directory=Path(settings.VM_DIR), doing=f"boot VM {vm.id}")
     image = ensure_image(progress=lambda text: _progress(vm, text))
     profile = profile_for(vm.host.uri, image, vm.memory_mib, vm.vcpus)
     files = vm_files(vm)
     _remove_guest(vm)  # whatever a worker that died in this step left behind
     files.remove()
     steps = [("image and profile", time.monotonic() - started)]
+    holds: list[ConsoleHold] = []
     prepared = prepare_guest(
         hypervisor(vm.host.uri),
         profile,
@@ -161,7 +185,7 @@ def _boot(vm: LabVM) -> list[tuple[str, float]]:
         boot_timeout=settings.VM_BOOT_TIMEOUT_SECONDS,
         use_pool=bool(settings.VM_POOL_SIZE),
         persistent=True,
-        on_domain=lambda domain_uuid: _set_domain_uuid(vm, domain_uuid),
+        on_domain=lambda domain_uuid: holds.append(_domain_known(vm, domain_uuid)),
         progress=lambda text: _progress(vm, text),
     )
     steps += prepared.steps
@@ -174,6 +198,8 @@ def _boot(vm: LabVM) -> list[tuple[str, float]]:
     mark = time.monotonic()
     _place_starter(vm, prepared.agent)
     steps.append(("starter files", time.monotonic() - mark))
+    for hold in holds:
+        hold.release(keep_seconds=CONSOLE_HOLD_SECONDS)  # for the student's console to open
     vm.boot_seconds = time.monotonic() - started
     vm.image_hash = image.hash
     log.info(
@@ -210,6 +236,10 @@ def pool_fill(host_name: str, memory_mib: int, vcpus: int) -> int:
     from vms.models import Host
 
     host = Host.objects.get(name=host_name)
+    try:
+        host_disk_room_check(directory=Path(settings.VM_DIR), doing="fill the warm pool")
+    except HostDiskFull:
+        return 0  # Starts boot cold meanwhile, and are refused the same way
     image = ensure_image(progress=lambda text: log.info("pool: %s", text))
     profile = profile_for(host.uri, image, memory_mib, vcpus)
     added = guests.pool_fill(
@@ -283,6 +313,7 @@ def resume(vm_id: str) -> None:
     try:
         guest = _guest(vm)
         if not guest.is_running():
+            host_disk_room_check(directory=Path(settings.VM_DIR), doing=f"resume VM {vm.id}")
             restored = guest.has_managed_save()
             guest.start()
             agent = GuestAgent(guest)

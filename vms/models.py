@@ -14,6 +14,10 @@ class HostQuerySet(models.QuerySet["Host"]):
     def enabled(self) -> HostQuerySet:
         return self.filter(enabled=True)
 
+    def placeable(self) -> HostQuerySet:
+        """Hosts that take new labs: not drained, and answering."""
+        return self.filter(enabled=True, unreachable_since__isnull=True)
+
 
 class Host(models.Model):
     """A hypervisor host. Its workers consume the queues ``host.<name>.<work>``
@@ -21,8 +25,13 @@ class Host(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     uri = models.CharField(max_length=255, help_text="libvirt URI, e.g. qemu+ssh://root@h2/system")
+    # Unticked by staff to drain the host: no new lab goes there, running ones go on.
     enabled = models.BooleanField(default=True)
     max_vms = models.PositiveIntegerField(default=8, help_text="running guests at most")
+    # Since when its libvirtd has not answered (vms.hosts.host_check); null
+    # while it answers. A host unreachable for HOST_LOST_AFTER_SECONDS is
+    # lost: its labs are failed, and none is placed there until it answers.
+    unreachable_since = models.DateTimeField(null=True, blank=True)
 
     objects = HostQuerySet.as_manager()
 
@@ -31,6 +40,10 @@ class Host(models.Model):
 
     def queue_for(self, work: Work) -> str:
         return host_queue(self.name, work)
+
+    @property
+    def takes_labs(self) -> bool:
+        return self.enabled and self.unreachable_since is None
 
 
 # A lab VM's size unless its exercise asks for another.

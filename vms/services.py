@@ -31,10 +31,11 @@ def _enqueue(task: tasks.VMTask, vm: LabVM) -> None:
 
 
 def host_place() -> Host:
-    """The enabled host with the most free room. Locks the host rows so two
-    concurrent starts cannot both take the last slot."""
+    """The host taking labs (not drained, answering) with the most free room
+    for its size: labs spread over the hosts, the least loaded first. Locks
+    the host rows so two concurrent starts cannot both take the last slot."""
     # Lock first, count second: PostgreSQL refuses FOR UPDATE on a GROUP BY.
-    hosts = list(Host.objects.enabled().select_for_update().order_by("pk"))
+    hosts = list(Host.objects.placeable().select_for_update().order_by("pk"))
     active = dict(
         LabVM.objects.filter(host__in=hosts, state__in=ACTIVE_STATES)
         .values_list("host")
@@ -47,7 +48,11 @@ def host_place() -> Host:
             "All lab machines are full right now. Try again in a few minutes; "
             "stopped labs free their place."
         )
-    return min(candidates, key=lambda h: (active.get(h.pk, 0) / h.max_vms, h.name))
+    # Least loaded for its size first; among equals, the one with most room left.
+    return min(
+        candidates,
+        key=lambda h: (active.get(h.pk, 0) / h.max_vms, active.get(h.pk, 0) - h.max_vms, h.name),
+    )
 
 
 @transaction.atomic
@@ -112,7 +117,7 @@ def _host_room_check(host: Host) -> None:
     # Lock first, count second (as host_place: PostgreSQL refuses FOR UPDATE on a GROUP BY).
     locked = Host.objects.select_for_update().filter(pk=host.pk).first()
     active = LabVM.objects.filter(host=host, state__in=ACTIVE_STATES).count()
-    if locked is None or not locked.enabled or active >= locked.max_vms:
+    if locked is None or not locked.takes_labs or active >= locked.max_vms:
         raise NoCapacity(
             "The lab machine that keeps this VM is full right now. Try again in a few "
             "minutes; stopped labs free their place."

@@ -65,12 +65,18 @@ def reap(host_name: str) -> None:
 
 @shared_task(name="vms.reap_all", ignore_result=True)
 def reap_all() -> None:
-    """Beat's entry point: the reaper runs on each host's own worker."""
+    """Beat's entry point (on the site-wide queue, so any host's worker runs
+    it): every host is asked whether it answers (a lost host's labs fail),
+    then the reaper runs on each answering host's own worker, drained ones
+    too (their running labs still idle out and expire)."""
+    from vms.hosts import HostCondition, hosts_check_all
     from vms.models import Host
     from vms.queues import Work
 
-    for host in Host.objects.enabled():
-        reap.apply_async((host.name,), queue=host.queue_for(Work.HOUSEKEEPING), expires=55)
+    conditions = hosts_check_all()
+    for host in Host.objects.all():
+        if conditions.get(host.name) == HostCondition.ANSWERS:
+            reap.apply_async((host.name,), queue=host.queue_for(Work.HOUSEKEEPING), expires=55)
 
 
 @shared_task(name="vms.console_housekeeping", ignore_result=True)

@@ -18,7 +18,7 @@ from exercises.models import ATTEMPT_FINISHED_STATUSES, Attempt
 from labplatform.observability.heartbeats import Heartbeat, heartbeats_read, monitored_queues
 from labplatform.observability.hosts import HostHealth, host_health
 from labplatform.observability.redis_client import redis_client
-from vms.models import ConsoleSession, Host, LabVM, VMState
+from vms.models import ACTIVE_STATES, ConsoleSession, Host, LabVM, VMState
 
 Status = Literal["ok", "degraded", "down"]
 
@@ -55,10 +55,31 @@ def redis_check() -> Check:
 
 
 def hosts_health() -> list[HostHealth]:
-    return [
-        host_health(name=host.name, uri=host.uri)
-        for host in Host.objects.enabled().order_by("name")
-    ]
+    """Every host, drained ones too: their running labs still need them."""
+    return [host_health(name=host.name, uri=host.uri) for host in Host.objects.order_by("name")]
+
+
+@dataclass(frozen=True)
+class HostPlacement:
+    host: Host
+    active: int  # guests holding a place (vms.models.ACTIVE_STATES)
+
+    @property
+    def condition(self) -> str:
+        if self.host.unreachable_since is not None:
+            return "unreachable"
+        return "taking labs" if self.host.enabled else "drained"
+
+
+def hosts_placement() -> list[HostPlacement]:
+    """Each host, whether placement sends it new labs, and its load."""
+    active = dict(
+        LabVM.objects.filter(state__in=ACTIVE_STATES)
+        .values_list("host")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    return [HostPlacement(host, active.get(host.pk, 0)) for host in Host.objects.order_by("name")]
 
 
 @dataclass(frozen=True)

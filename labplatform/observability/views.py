@@ -3,15 +3,18 @@ from __future__ import annotations
 import hmac
 
 from django.conf import settings
+from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from labplatform.observability import selectors
 from labplatform.observability.heartbeats import monitored_queues
 from labplatform.observability.metrics import metrics_text
+from vms.hosts import host_drain, host_undrain
+from vms.models import Host
 
 
 def _is_staff(request: HttpRequest) -> bool:
@@ -81,7 +84,27 @@ def staff_status(request: HttpRequest) -> HttpResponse:
                 for host, counts in sorted(by_host.items())
             ],
             "queue_rows": [(queue, depths.get(queue), beats.get(queue)) for queue in queues],
+            "hosts": selectors.hosts_placement() if report.database.ok else [],
             "grading": selectors.grading_percentiles(),
             "sessions": selectors.open_console_sessions(),
         },
     )
+
+
+@require_POST
+def staff_host_drain(request: HttpRequest, name: str) -> HttpResponse:
+    """No new lab goes to this host; its running labs go on."""
+    access_staff(request)
+    host = get_object_or_404(Host, name=name)
+    if host_drain(host=host):
+        messages.success(request, f"Host {host.name} is drained: no new lab goes there.")
+    return redirect("staff_status")
+
+
+@require_POST
+def staff_host_undrain(request: HttpRequest, name: str) -> HttpResponse:
+    access_staff(request)
+    host = get_object_or_404(Host, name=name)
+    if host_undrain(host=host):
+        messages.success(request, f"Host {host.name} takes new labs again.")
+    return redirect("staff_status")

@@ -73,6 +73,8 @@ ROUTES: dict[str, Route] = {
     "healthz": PUBLIC,
     "metrics": PUBLIC,
     "staff/status": PUBLIC,
+    "staff/hosts/<slug:name>/drain": PUBLIC,  # staff only: 404 for everyone else
+    "staff/hosts/<slug:name>/undrain": PUBLIC,
     "settings/api/": STUDENT,
     "settings/api/tokens": STUDENT,
     "settings/api/tokens/<int:token_id>/revoke": OWNED,
@@ -199,6 +201,7 @@ def alices_things(world: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         "uidb64": "MQ",
         "token": "set-password",
         "path": "no-such-thing",
+        "name": "local",  # a hypervisor host
     }
 
 

@@ -7,6 +7,7 @@ formatting, so no value (a username, a path) can inject markup.
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,12 @@ ET.register_namespace(METADATA_PREFIX, METADATA_NS)
 SHELL_CONSOLE = "ua-shell"  # virtio console: the guest's hvc0, the student's shell
 KERNEL_CONSOLE = "ua-kernel"  # ISA serial: the guest's ttyS0, kernel messages
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+# The limits a domain declares that the hypervisor layer applies itself after
+# each start (see GuestLimits): libvirt keeps one metadata element per namespace.
+LIMITS_NS = "https://kernellab.org/xmlns/libvirt/limits/1"
+LIMITS_PREFIX = "kernellab-limits"
+ET.register_namespace(LIMITS_PREFIX, LIMITS_NS)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,40 @@ class LabMetadata:
 
 
 @dataclass(frozen=True)
+class GuestLimits:
+    """What one guest may take of its host, and what enforces it:
+
+    - CPU: ``<cputune>``, the guest's cgroup (CFS quota over all of QEMU's
+      threads: ``cpu_percent`` of one host CPU per vCPU; shares by vCPU count).
+    - Disk throughput and IOPS: the disk's ``<iotune>``, QEMU's own block
+      throttling (0: no cap), so it holds whatever the host's cgroups allow.
+    - Memory: the guest's RAM plus ``memory_overhead_mib`` for QEMU itself
+      (plus TCG's translation cache under emulation), as a hard limit on the
+      guest's memory cgroup. Not ``<memtune>``: libvirt
+      then also sets QEMU's locked-memory rlimit to that size, which a libvirtd
+      without CAP_SYS_RESOURCE (in a container) cannot, and no guest starts. So
+      the domain declares it in its metadata and ``Guest`` applies it live after
+      every start (vms/hypervisor/guest.py), the same way on every host.
+    """
+
+    cpu_percent: int = 100
+    memory_overhead_mib: int = 512
+    disk_read_bytes_sec: int = 0
+    disk_write_bytes_sec: int = 0
+    disk_read_iops_sec: int = 0
+    disk_write_iops_sec: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.cpu_percent <= 100:
+            raise ValueError(f"cpu_percent {self.cpu_percent} is out of range (1..100)")
+        if self.memory_overhead_mib < 64:
+            raise ValueError(f"memory overhead {self.memory_overhead_mib} MiB is below 64 MiB")
+        for name in ("read_bytes", "write_bytes", "read_iops", "write_iops"):
+            if getattr(self, f"disk_{name}_sec") < 0:
+                raise ValueError(f"disk_{name}_sec must not be negative")
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     name: str
     uuid: str
@@ -69,6 +110,7 @@ class DomainSpec:
     kernel_log: Path
     emulator: str = "/usr/bin/qemu-system-x86_64"
     extra_cmdline: tuple[str, ...] = field(default=())
+    limits: GuestLimits = field(default_factory=GuestLimits)
 
     def __post_init__(self) -> None:
         if self.virt_type not in ("kvm", "qemu"):
@@ -78,14 +120,24 @@ class DomainSpec:
         if not 1 <= self.vcpus <= 64:
             raise ValueError(f"vcpus {self.vcpus} is out of range (1..64)")
 
+    def memory_hard_limit_kib(self) -> int:
+        """All that this guest's QEMU may hold: the guest's RAM, QEMU's own
+        overhead and, under TCG, its translation cache, which QEMU 7.2 maps at
+        1 GiB and fills as it translates guest code (none of it can be reclaimed)."""
+        translation_cache = TCG_TRANSLATION_CACHE_MIB if self.virt_type == "qemu" else 0
+        return (self.memory_mib + self.limits.memory_overhead_mib + translation_cache) * 1024
+
     def to_xml(self) -> str:
         domain = ET.Element("domain", type=self.virt_type)
         _text(domain, "name", self.name)
         _text(domain, "uuid", self.uuid)
         _text(domain, "title", self.title)
-        ET.SubElement(domain, "metadata").append(self.metadata.to_element())
+        metadata = ET.SubElement(domain, "metadata")
+        metadata.append(self.metadata.to_element())
+        metadata.append(_limits_metadata(self.memory_hard_limit_kib()))
         _text(domain, "memory", str(self.memory_mib), unit="MiB")
         _text(domain, "vcpu", str(self.vcpus), placement="static")
+        _cputune(domain, self.vcpus, self.limits)
 
         os_el = ET.SubElement(domain, "os")
         _text(os_el, "type", "hvm", arch="x86_64", machine="pc")
@@ -114,7 +166,7 @@ class DomainSpec:
         rng = ET.SubElement(devices, "rng", model="virtio")
         _text(rng, "backend", "/dev/urandom", model="random")
         ET.SubElement(devices, "panic", model="isa")
-        ET.SubElement(devices, "memballoon", model="none")
+        _memballoon(devices)
 
         ET.indent(domain, space="  ")
         return ET.tostring(domain, encoding="unicode") + "\n"
@@ -124,6 +176,7 @@ class DomainSpec:
         ET.SubElement(disk, "driver", name="qemu", type="qcow2", discard="unmap")
         ET.SubElement(disk, "source", file=str(self.disk))
         ET.SubElement(disk, "target", dev="vda", bus="virtio")
+        _iotune(disk, self.limits)
 
     def _consoles(self, devices: ET.Element) -> None:
         serial = ET.SubElement(devices, "serial", type="pty")
@@ -134,6 +187,67 @@ class DomainSpec:
         ET.SubElement(console, "log", file=str(self.shell_log), append="on")
         ET.SubElement(console, "target", type="virtio", port="0")
         ET.SubElement(console, "alias", name=SHELL_CONSOLE)
+
+
+# -- confinement: what a guest may take of its host (GuestLimits) -----------------
+
+CPU_PERIOD_US = 100_000
+
+
+def _cputune(domain: ET.Element, vcpus: int, limits: GuestLimits) -> None:
+    """Shares in proportion to vCPUs when guests compete; a quota over the
+    whole QEMU process (vCPU threads, emulator and I/O threads alike), so that
+    a guest never takes more than its vCPUs' worth of host CPU."""
+    cputune = ET.SubElement(domain, "cputune")
+    _text(cputune, "shares", str(1024 * vcpus))
+    _text(cputune, "global_period", str(CPU_PERIOD_US))
+    _text(cputune, "global_quota", str(CPU_PERIOD_US * vcpus * limits.cpu_percent // 100))
+
+
+def _iotune(disk: ET.Element, limits: GuestLimits) -> None:
+    caps = {
+        "read_bytes_sec": limits.disk_read_bytes_sec,
+        "write_bytes_sec": limits.disk_write_bytes_sec,
+        "read_iops_sec": limits.disk_read_iops_sec,
+        "write_iops_sec": limits.disk_write_iops_sec,
+    }
+    if not any(caps.values()):
+        return
+    iotune = ET.SubElement(disk, "iotune")
+    for tag, value in caps.items():
+        if value:
+            _text(iotune, tag, str(value))
+
+
+# QEMU's default TCG translation cache on a 64-bit host (an rwx mapping of this size).
+TCG_TRANSLATION_CACHE_MIB = 1024
+
+
+def _limits_metadata(memory_hard_limit_kib: int) -> ET.Element:
+    element = ET.Element(f"{{{LIMITS_NS}}}limits")
+    hard_limit = ET.SubElement(element, f"{{{LIMITS_NS}}}memory-hard-limit", unit="KiB")
+    hard_limit.text = str(memory_hard_limit_kib)
+    return element
+
+
+def declared_memory_hard_limit_kib(text: str) -> int | None:
+    """The memory hard limit in what libvirt returns for our limits element
+    (children without their namespace, as in LabMetadata.from_xml)."""
+    root = ET.fromstring(text)  # noqa: S314 - libvirt's own output about our domain
+    for child in root:
+        if child.tag.rpartition("}")[2] == "memory-hard-limit" and (child.text or "").strip():
+            return int((child.text or "").strip())
+    return None
+
+
+def _memballoon(devices: ET.Element) -> None:
+    """A virtio balloon for free page reporting only: the platform never
+    inflates it. Pages the guest frees (a compiler's heap, a test's buffers)
+    go back to the host seconds later instead of staying resident in QEMU
+    for the guest's whole life: a host then holds more idle labs
+    (``./kernellab bench density``). The guest kernel needs virtio_balloon
+    and CONFIG_PAGE_REPORTING (Debian's has both)."""
+    ET.SubElement(devices, "memballoon", model="virtio", freePageReporting="on")
 
 
 def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:
@@ -149,3 +263,30 @@ def _clock(domain: ET.Element) -> None:
     ET.SubElement(clock, "timer", name="rtc", tickpolicy="catchup")
     ET.SubElement(clock, "timer", name="pit", tickpolicy="delay")
     ET.SubElement(clock, "timer", name="hpet", present="no")
+
+
+# -- the layout of a saved guest's domain (the warm pool's key) ---------------------
+
+
+def layout_fingerprint(virt_type: str) -> str:
+    """A digest of the domain XML this builder writes, every per-guest value
+    (name, uuid, owner, paths, size) fixed: it changes whenever the builder
+    does (a console's backend, a device, a limit element), so that a guest
+    saved under one layout is never restored into another (vms.pool keys its
+    saved guests with it)."""
+    spec = DomainSpec(
+        name="layout",
+        uuid="00000000-0000-0000-0000-000000000000",
+        title="layout",
+        metadata=LabMetadata(vm_id="", owner="", exercise="", image=""),
+        virt_type=virt_type,
+        memory_mib=1024,
+        vcpus=1,
+        kernel=Path("/kernel"),
+        initrd=Path("/initrd"),
+        cmdline="",
+        disk=Path("/disk"),
+        shell_log=Path("/shell.log"),
+        kernel_log=Path("/kernel.log"),
+    )
+    return hashlib.sha256(spec.to_xml().encode()).hexdigest()[:16]

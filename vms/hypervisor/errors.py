@@ -39,3 +39,10 @@ class AgentProtocolError(HypervisorError):
     The guest is untrusted: this is an expected failure, not a bug."""
 
     code = "agent_protocol_error"
+
+
+class HostDiskFull(HypervisorError):
+    """The host's disk for guests is nearly full: no new overlay, restore or
+    pool entry until staff free some (vms.confinement)."""
+
+    code = "host_disk_full"

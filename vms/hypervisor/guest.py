@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
 import libvirt
 
-from vms.hypervisor.domain import METADATA_NS, LabMetadata
+from vms.hypervisor.domain import (
+    LIMITS_NS,
+    METADATA_NS,
+    LabMetadata,
+    declared_memory_hard_limit_kib,
+)
 from vms.hypervisor.errors import GuestNotFound, GuestOperationFailed, HypervisorError
 
 log = logging.getLogger(__name__)
+
+# libvirt's "no limit" for memory parameters (VIR_DOMAIN_MEMORY_PARAM_UNLIMITED, KiB).
+MEMORY_UNLIMITED_KIB = 9007199254740991
 
 
 class GuestState(enum.Enum):
@@ -117,6 +127,59 @@ class Guest:
     def start(self) -> None:
         """Boot the guest, or bring it back from its managed save image."""
         self._call("start", self.domain.create)
+        self.enforce_limits()
+
+    # -- confinement (vms.hypervisor.domain.GuestLimits) -----------------------------
+
+    def enforce_limits(self) -> None:
+        """Apply the memory hard limit the domain declares to its running QEMU
+        (its memory cgroup), right after it starts. A guest that cannot be
+        bounded does not keep running: it is destroyed and the start fails."""
+        try:
+            hard_limit = self._declared_memory_hard_limit_kib()
+            if hard_limit is None:
+                return  # not one of ours, or made before limits were declared
+            self._set_memory_hard_limit(hard_limit)
+        except HypervisorError:
+            self.destroy()
+            raise
+
+    def _declared_memory_hard_limit_kib(self) -> int | None:
+        try:
+            text = self.domain.metadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT, LIMITS_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE
+            )
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+                return None
+            raise self._failed("reading the declared limits", exc) from exc
+        return declared_memory_hard_limit_kib(text)
+
+    def _set_memory_hard_limit(self, kib: int) -> None:
+        self._call(
+            "setting the memory limit",
+            self.domain.setMemoryParameters,
+            {"hard_limit": kib},
+            libvirt.VIR_DOMAIN_AFFECT_LIVE,
+        )
+
+    @contextlib.contextmanager
+    def _memory_limit_lifted(self) -> Iterator[None]:
+        """A saved image carries the live definition, and libvirt refuses to
+        start QEMU from one that has a hard limit where QEMU's locked-memory
+        rlimit cannot be raised (see GuestLimits). So the limit is lifted just
+        before a save (the guest stops with it) and put back if the save fails;
+        the next start applies it again."""
+        if self._declared_memory_hard_limit_kib() is None:
+            yield
+            return
+        self._set_memory_hard_limit(MEMORY_UNLIMITED_KIB)
+        try:
+            yield
+        except BaseException:
+            if self.is_running():
+                self.enforce_limits()
+            raise
 
     def destroy(self) -> None:
         """Pull the plug. Harmless if the guest is already off."""
@@ -147,10 +210,12 @@ class Guest:
 
     def managed_save(self) -> None:
         """Save memory to disk and stop: start() later resumes where it was."""
-        self._call("managed save", self.domain.managedSave, 0)
+        with self._memory_limit_lifted():
+            self._call("managed save", self.domain.managedSave, 0)
 
     def save(self, path: str) -> None:
-        self._call("save", self.domain.save, path)
+        with self._memory_limit_lifted():
+            self._call("save", self.domain.save, path)
 
     def reset(self) -> None:
         self._call("reset", self.domain.reset, 0)

@@ -107,9 +107,11 @@ class Host:
     def create_transient(self, xml: str) -> Guest:
         """Start a guest that libvirt forgets when it stops (warm-pool guests)."""
         try:
-            return Guest(self.conn.createXML(xml, 0))
+            guest = Guest(self.conn.createXML(xml, 0))
         except libvirt.libvirtError as exc:
             raise HypervisorError(f"libvirt could not start the guest: {exc}") from exc
+        guest.enforce_limits()
+        return guest
 
     def restore(self, state_file: str, xml: str) -> Guest:
         """Start a guest from a saved memory image and make it persistent.
@@ -122,7 +124,9 @@ class Host:
             domain = self.conn.defineXML(xml)
         except libvirt.libvirtError as exc:
             raise HypervisorError(f"restoring from {state_file} failed: {exc}") from exc
-        return Guest(domain)
+        guest = Guest(domain)
+        guest.enforce_limits()
+        return guest
 
     def lookup(self, name: str) -> Guest:
         try:
