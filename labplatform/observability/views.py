@@ -94,17 +94,19 @@ def staff_status(request: HttpRequest) -> HttpResponse:
 @require_POST
 def staff_host_drain(request: HttpRequest, name: str) -> HttpResponse:
     """No new lab goes to this host; its running labs go on."""
-    access_staff(request)
-    host = get_object_or_404(Host, name=name)
-    if host_drain(host=host):
-        messages.success(request, f"Host {host.name} is drained: no new lab goes there.")
-    return redirect("staff_status")
+    return _host_placement(request, name, drain=True)
 
 
 @require_POST
 def staff_host_undrain(request: HttpRequest, name: str) -> HttpResponse:
+    return _host_placement(request, name, drain=False)
+
+
+def _host_placement(request: HttpRequest, name: str, *, drain: bool) -> HttpResponse:
     access_staff(request)
     host = get_object_or_404(Host, name=name)
-    if host_undrain(host=host):
+    if drain and host_drain(host=host):
+        messages.success(request, f"Host {host.name} is drained: no new lab goes there.")
+    elif not drain and host_undrain(host=host):
         messages.success(request, f"Host {host.name} takes new labs again.")
     return redirect("staff_status")

@@ -6,13 +6,11 @@ the time it took to get there, printed for the notes."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import signal
 import statistics
 import subprocess
-import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +30,7 @@ from labplatform.celery import app
 from tests.conftest import World
 from tests.integration.test_console_abuse import destroy, echo_latencies, run
 from tests.integration.test_vm_lifecycle import agent_of, sh, started
+from tests.support.api import tar_gz
 from tests.support.celery_tasks import hold
 from tests.support.console_client import ConsoleClient
 from tests.support.processes import (
@@ -89,16 +88,6 @@ def version_with_checker(world: World, source: str, *, limit_seconds: int = 60) 
     exercise.points = manifest.total_points
     exercise.save(update_fields=["current_version", "points"])
     return version
-
-
-def upload(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def domains_named(vm_id: str) -> list[str]:
@@ -162,7 +151,7 @@ def test_a_submit_whose_grading_process_is_killed_is_graded_again(
         attempt = attempt_submit_files(
             user=world.alice,
             assignment=world.hello,
-            raw_archive=upload({"root/work/notes.txt": b"my answer\n"}),
+            raw_archive=tar_gz({"root/work/notes.txt": b"my answer\n"}),
         )
         wait_for("the clean guest", lambda: grading_domains(attempt.id), 120, worker)
         killed = grading_domains(attempt.id)

@@ -31,6 +31,7 @@ from labplatform.courses.services import assignment_set
 from tests.conftest import World
 from tests.integration.conftest import TEST_VM_ROOT
 from tests.integration.test_vm_lifecycle import agent_of, sh
+from tests.support.api import tar_gz
 from vms import lifecycle, services
 from vms.images import BuiltImage
 from vms.models import LabVM, VMState
@@ -48,16 +49,6 @@ def synced_version(slug: str) -> ExerciseVersion:
     exercise = Exercise.objects.get(slug=slug)
     assert exercise.current_version is not None
     return exercise.current_version
-
-
-def tar_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def variant_runs() -> Iterator[Any]:
@@ -329,7 +320,7 @@ def test_broken_checkers_give_a_checker_error(lab_image: BuiltImage, vm_dir: Pat
         for fault, source in CHECKER_FAULTS.items():
             outcome = run_checker(
                 agent,
-                tar_of({"check.py": source.encode()}),
+                tar_gz({"check.py": source.encode()}),
                 nonce="a" * 64,
                 mode="check",
                 manifest=manifest,
