@@ -8,26 +8,21 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 
 from exercises import tasks
 from exercises.grading.engine import grade
 from exercises.models import Attempt, AttemptKind, AttemptStatus
-from tests.conftest import World, exercise_version_for
+from tests.conftest import World
+from tests.support.grades import attempt_at
 
 pytestmark = pytest.mark.django_db
 
 
 def open_check(world: World, status: AttemptStatus) -> Attempt:
     """A Check of alice's with no VM: grading it ends in a clear error at once."""
-    version = exercise_version_for(world.hello.exercise)
-    return Attempt.objects.create(
-        student=world.alice,
-        assignment=world.hello,
-        exercise=world.hello.exercise,
-        version=version,
-        kind=AttemptKind.CHECK,
-        status=status,
-        max_score=10,
+    return attempt_at(
+        world.alice, world.hello, timezone.now(), status=status, kind=AttemptKind.CHECK
     )
 
 
