@@ -24,7 +24,7 @@ def test_worker_runs_a_task_from_redis(transactional_db: None, tmp_path: Path) -
         # The result reaches Redis before the worker logs the task's success:
         # wait for the line rather than read the log once.
         worker.wait_until(
-            lambda: f"Task {ping.name}[{result.id}] succeeded" in worker.output(),
+            lambda: f"Task {ping.name}[{result.id}] succeeded" in worker.full_output(),
             timeout=30,
             what="the worker to log the task's success",
         )

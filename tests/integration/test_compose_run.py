@@ -39,7 +39,7 @@ from tests.support.api import tar_gz, token_for
 from tests.support.compose import ComposeService, dockerfile_env, load_compose, service
 from tests.support.processes import ROOT, VENV_BIN, Process, database_url, free_port, port_open
 from vms.images import BuiltImage
-from vms.models import LabVM, VMState
+from vms.models import Host, LabVM, VMState
 from vms.services import lab_destroy
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -50,9 +50,12 @@ PROXY = "127.0.0.1"  # the TLS proxy, as far as web is concerned
 NOT_THE_PROXY = "127.0.0.2"
 
 
-def compose_env() -> dict[str, str]:
+def compose_env(host_name: str) -> dict[str, str]:
     """The .env an operator writes (.env.example's variables, real values)."""
     return {
+        # A host name of this test's own, so its queues are its own: the shared
+        # Redis may hold tasks other tests queued for the host "local".
+        "KERNELLAB_HOST_NAME": host_name,
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": ALLOWED_HOST,
         "CSRF_TRUSTED_ORIGINS": f"https://{ALLOWED_HOST}",
@@ -68,7 +71,8 @@ class ComposeRun:
     """The compose services as processes, with the remapping described above."""
 
     def __init__(self, data_dir: Path, log_dir: Path) -> None:
-        self.compose = load_compose(compose_env())
+        self.host_name = f"compose-{secrets.token_hex(4)}"
+        self.compose = load_compose(compose_env(self.host_name))
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.web_port = free_port()
@@ -183,7 +187,7 @@ WORKERS = ("worker-lab", "worker-grading", "worker-housekeeping")
 
 
 def worker_ready(worker: Process) -> bool:
-    return "ready." in worker.output()
+    return "ready." in worker.full_output()
 
 
 @pytest.fixture
@@ -191,6 +195,7 @@ def deployment(
     world: World, lab_image: BuiltImage, vm_dir: Path, tmp_path: Path
 ) -> Iterator[tuple[ComposeRun, dict[str, Process]]]:
     run = ComposeRun(vm_dir, tmp_path)
+    Host.objects.update(enabled=False)  # labs go to the host host-setup registers
     (vm_dir / "beat").mkdir()  # compose's named volume beat-data
     started: dict[str, Process] = {}
     with ExitStack() as stack:
@@ -269,7 +274,10 @@ def test_the_compose_services_start_a_lab_and_grade_a_submit(
     assert graded["status"] == "graded", graded
     assert graded["score"] == graded["max_score"] > 0, graded
     print(f"Submit graded {time.monotonic() - started:.1f}s after the upload")
-    assert LabVM.objects.get(pk=lab["id"]).state == VMState.RUNNING
+    vm = LabVM.objects.get(pk=lab["id"])
+    assert vm.state == VMState.RUNNING
+    assert vm.host is not None
+    assert vm.host.name == run.host_name
     # Nobody logged a traceback meanwhile.
     for process in processes.values():
-        assert "Traceback" not in process.output(), f"{process.name}:\n{process.output()}"
+        assert "Traceback" not in process.full_output(), f"{process.name}:\n{process.output()}"

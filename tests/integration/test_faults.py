@@ -167,7 +167,7 @@ def test_a_submit_whose_grading_process_is_killed_is_graded_again(
         print(f"Submit graded {recovered:.1f}s after its grading process was killed")
         assert attempt.status == AttemptStatus.GRADED, attempt.reason
         assert attempt.score == 10
-        assert "WorkerLostError" in worker.output()
+        assert "WorkerLostError" in worker.full_output()
     assert not grading_domains(attempt.id), "a grading guest outlived its grading"
     assert not set(killed) & set(grading_domains(attempt.id))
     assert not (vm_dir / "grading" / str(attempt.id)).exists()
@@ -366,7 +366,7 @@ async def test_a_redis_restart_keeps_consoles_and_queued_tasks(
                 await term.wait_for(b"after-4", after=mark)
             console_back = time.monotonic() - restarted_at
             await term.close()
-            web_log = server.output()
+            web_log = server.full_output()
         with work_workers(
             tmp_path, own_host.name, (Work.GRADING,), include="tests.support.celery_tasks", env=env
         ) as workers:

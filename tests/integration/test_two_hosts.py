@@ -194,8 +194,8 @@ def test_labs_land_on_both_hosts_and_the_second_runs_a_console_check_submit_and_
     assert wait_graded(submit, cluster).status == AttemptStatus.GRADED, submit.reason
     print(f"Check and Submit on the second host: {time.monotonic() - mark:.1f}s")
     # Graded by the second host's worker, in a clean guest of its own.
-    assert cluster.workers[cluster.second.name].output().count("exercises.grade[") >= 2
-    assert "exercises.grade[" not in cluster.workers[cluster.first.name].output()
+    assert cluster.workers[cluster.second.name].full_output().count("exercises.grade[") >= 2
+    assert "exercises.grade[" not in cluster.workers[cluster.first.name].full_output()
 
     # Drained from the staff page: the second host, the least loaded for its
     # size, takes no new lab; its running lab goes on. Then it takes labs again.

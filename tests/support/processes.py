@@ -71,9 +71,15 @@ class Process:
             start_new_session=True,
         )
 
-    def output(self) -> str:
+    def full_output(self) -> str:
+        """Everything the process printed: what a test searches (a busy
+        worker's "ready." line can scroll out of output()'s tail)."""
         self._log_file.flush()
-        return self.log.read_text(errors="replace")[-4000:]
+        return self.log.read_text(errors="replace")
+
+    def output(self) -> str:
+        """The tail of what it printed, for a failure message."""
+        return self.full_output()[-4000:]
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -166,7 +172,7 @@ def celery_worker(log_dir: Path, queue: str, **env: str) -> Iterator[Process]:
         log_dir / f"celery-{name}.log",
     )
     try:
-        worker.wait_until(lambda: "ready." in worker.output(), 60, "ready")
+        worker.wait_until(lambda: "ready." in worker.full_output(), 60, "ready")
         yield worker
     finally:
         worker.stop()
@@ -179,7 +185,7 @@ def host_worker(log_dir: Path, host_name: str, **env: str) -> AbstractContextMan
 
 
 def _is_ready(worker: Process) -> bool:
-    return "ready." in worker.output()
+    return "ready." in worker.full_output()
 
 
 @contextmanager
@@ -232,7 +238,7 @@ def panic_watcher(log_dir: Path, **env: str) -> Iterator[Process]:
         log_dir / "watcher.log",
     )
     try:
-        watcher.wait_until(lambda: "watching" in watcher.output(), 60, "watching")
+        watcher.wait_until(lambda: "watching" in watcher.full_output(), 60, "watching")
         yield watcher
     finally:
         watcher.stop()
