@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
+from labplatform.celery import app
 from vms.queues import Work, host_queues, worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,10 +180,22 @@ def celery_worker(log_dir: Path, queue: str, **env: str) -> Iterator[Process]:
         worker.stop()
 
 
+def purge_queues(names: list[str], broker_url: str) -> int:
+    """Empty these queues; how many tasks were dropped."""
+    with app.connection_for_write(broker_url) as connection:
+        channel = connection.default_channel
+        return sum(channel.queue_purge(name) or 0 for name in names)
+
+
 def host_worker(log_dir: Path, host_name: str, **env: str) -> AbstractContextManager[Process]:
     """One solo worker taking every queue of a host: enough for a test that
-    needs lab steps and gradings done, lighter than host_workers."""
-    return celery_worker(log_dir, ",".join(host_queues(host_name)), **env)
+    needs lab steps and gradings done, lighter than host_workers. The host's
+    queues are emptied first, so the worker takes this test's tasks only:
+    tests that queue work with no worker to take it (their Submits' grade
+    tasks, say) leave it in the shared Redis, under ids this test may reuse."""
+    queues = host_queues(host_name)
+    purge_queues(queues, env.get("REDIS_URL", settings.REDIS_URL))
+    return celery_worker(log_dir, ",".join(queues), **env)
 
 
 def _is_ready(worker: Process) -> bool:
