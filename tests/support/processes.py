@@ -183,8 +183,10 @@ def celery_worker(log_dir: Path, queue: str, **env: str) -> Iterator[Process]:
 def purge_queues(names: list[str], broker_url: str) -> int:
     """Empty these queues; how many tasks were dropped."""
     with app.connection_for_write(broker_url) as connection:
-        channel = connection.default_channel
-        return sum(channel.queue_purge(name) or 0 for name in names)
+        return sum(
+            int(app.amqp.queues[name].bind(connection.default_channel).purge() or 0)
+            for name in names
+        )
 
 
 def host_worker(log_dir: Path, host_name: str, **env: str) -> AbstractContextManager[Process]:
