@@ -3,7 +3,8 @@ lab actions, console tickets, Check, Submit), and the answer to a locked-out
 login.
 
 Counted per user in the Django cache (Redis, shared by every web process)
-with django-ninja's throttle, the mechanism the API's per-token limit uses.
+in fixed windows, one atomic increment per request (WindowThrottle, which the
+API's per-token limit uses too).
 Over the limit: 429 with Retry-After; JSON (``error``, ``message``) for the
 page's fetch() calls, an error page saying when to try again for a plain form.
 The rates are settings.RATE_LIMITS, read at each request.
@@ -32,7 +33,40 @@ _WHAT = {
 }
 
 
-class UserRateThrottle(SimpleRateThrottle):
+class WindowThrottle(SimpleRateThrottle):
+    """django-ninja's throttle, counted atomically: at most ``num_requests``
+    per fixed window of ``duration`` seconds, each request one cache.incr.
+
+    Ninja's own check reads a list of timestamps, decides, then writes the
+    list back: requests in flight together each read the same list, and a
+    student firing a dozen fetch() calls at once got all of them through a
+    limit of three. A fixed window can let up to twice the limit through
+    across a window's edge, never more."""
+
+    def allow_request(self, request: HttpRequest) -> bool:
+        self.key = self.get_cache_key(request)
+        if self.key is None:
+            return True
+        assert self.num_requests is not None
+        assert self.duration is not None
+        self.now = self.timer()  # type: ignore[misc]
+        window = int(self.now // self.duration)
+        self.window_ends = (window + 1) * self.duration
+        counter = f"{self.key}:{window}"
+        self.cache.add(counter, 0, self.duration + 1)
+        try:
+            count = self.cache.incr(counter)
+        except ValueError:  # expired between add and incr: a new window's first
+            self.cache.add(counter, 1, self.duration + 1)
+            count = 1
+        return count <= self.num_requests
+
+    def wait(self) -> float:
+        """Seconds until the window reopens (ninja's Retry-After)."""
+        return max(1.0, self.window_ends - self.now)
+
+
+class UserRateThrottle(WindowThrottle):
     """Requests of one signed-in user in one scope of settings.RATE_LIMITS."""
 
     def __init__(self, scope: str) -> None:
@@ -45,9 +79,8 @@ class UserRateThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": f"web-{self.scope}", "ident": request.user.pk}
 
     def retry_after(self) -> int:
-        """Whole seconds until the oldest counted request leaves the window."""
-        oldest = self.history[-1] if self.history else self.now
-        return max(1, math.ceil(oldest + self.duration - self.now))  # type: ignore[operator]
+        """Whole seconds until the window reopens."""
+        return math.ceil(self.wait())
 
 
 def _wants_json(request: HttpRequest) -> bool:

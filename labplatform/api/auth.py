@@ -12,6 +12,7 @@ from labplatform.accounts.models import User
 from labplatform.api.errors import ApiError
 from labplatform.api.models import ApiToken, Scope
 from labplatform.api.services import token_authenticate
+from labplatform.ratelimits import WindowThrottle
 
 
 class TokenAuth(HttpBearer):
@@ -52,7 +53,7 @@ def user_of(request: HttpRequest) -> User:
     return token_of(request).user
 
 
-class TokenRateThrottle(AuthRateThrottle):
+class TokenRateThrottle(WindowThrottle, AuthRateThrottle):
     """Requests per token (API_RATE_LIMIT, e.g. '120/min'), counted in the
     Django cache; over the limit: 429 with Retry-After. The rate is read at
     each request, so that a changed setting applies without a restart."""
