@@ -166,6 +166,14 @@ class Attempt(models.Model):
         related_name="regrades",
         help_text="the Submit whose stored files this attempt grades again",
     )
+    graded_on = models.ForeignKey(
+        "vms.Host",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="the host whose grading worker it was queued for",
+    )
     kind = models.CharField(max_length=8, choices=AttemptKind.choices)
     status = models.CharField(
         max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.QUEUED, db_index=True

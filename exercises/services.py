@@ -34,17 +34,20 @@ from exercises.models import (
     ExerciseVersion,
     SubmittedFiles,
 )
+from exercises.signals import attempt_finished
 from labplatform.accounts.models import User
 from labplatform.courses.deadlines import window_for
 from labplatform.courses.models import Assignment, AssignmentStatus
+from vms.errors import NoCapacity
 from vms.hypervisor.errors import HypervisorError
-from vms.models import LabVM, VMState
+from vms.models import Host, LabVM, VMState
 from vms.queues import Work
 from vms.selectors import vm_current_for_student
 
 log = logging.getLogger(__name__)
 
 STUCK_REASON = "grading was interrupted; please try again"
+LOST_HOST_REASON = "The machine grading it stopped answering"
 
 
 def attempt_transition(
@@ -121,12 +124,20 @@ def attempt_start(
             created_at=clicked,
             is_late=late,
             is_preview=preview,
+            graded_on=vm.host,
         )
         attempt.max_score = version.parsed_manifest.max_score(attempt.mode)
         attempt.save()
-        attempt_id, queue = attempt.pk, vm.host.queue_for(Work.GRADING)
-        transaction.on_commit(lambda: tasks.grade.apply_async((attempt_id,), queue=queue))
+        _queue_grading(attempt)
     return attempt
+
+
+def _queue_grading(attempt: Attempt) -> None:
+    """Queue the saved attempt on its host's grading worker (graded_on) once
+    the caller's transaction commits."""
+    assert attempt.graded_on is not None
+    attempt_id, queue = attempt.pk, attempt.graded_on.queue_for(Work.GRADING)
+    transaction.on_commit(lambda: tasks.grade.apply_async((attempt_id,), queue=queue))
 
 
 def _admissible(
@@ -260,11 +271,11 @@ def attempt_submit_files(*, user: User, assignment: Assignment, raw_archive: byt
             kind=AttemptKind.SUBMIT,
             created_at=clicked,
             is_late=late,
+            graded_on=host_place(),
         )
         attempt.max_score = version.parsed_manifest.max_score(attempt.mode)
         attempt.save()
-        attempt_id, queue = attempt.pk, host_place().queue_for(Work.GRADING)
-        transaction.on_commit(lambda: tasks.grade.apply_async((attempt_id,), queue=queue))
+        _queue_grading(attempt)
     return attempt
 
 
@@ -299,23 +310,29 @@ def attempt_regrade(*, attempt: Attempt) -> Attempt:
     except ArtifactsRefused as exc:
         raise AttemptRefused(AttemptRefused.FILES_REFUSED, exc.message) from exc
     with transaction.atomic():
-        regrade = Attempt(
-            student_id=attempt.student_id,
-            assignment_id=attempt.assignment_id,
-            exercise=exercise,
-            version=version,
-            files_id=attempt.files_id,
-            kind=AttemptKind.SUBMIT,
-            created_at=attempt.created_at,
-            is_late=attempt.is_late,
-            is_preview=attempt.is_preview,
-            regrade_of=attempt,
-        )
-        regrade.max_score = version.parsed_manifest.max_score("submit")
-        regrade.save()
-        regrade_id, queue = regrade.pk, host_place().queue_for(Work.GRADING)
-        transaction.on_commit(lambda: tasks.grade.apply_async((regrade_id,), queue=queue))
-    return regrade
+        return _grade_again(attempt, version, host_place())
+
+
+def _grade_again(attempt: Attempt, version: ExerciseVersion, host: Host) -> Attempt:
+    """A Submit's stored files queued for grading again (with ``version``, on
+    ``host``), keeping the original click's time and lateness."""
+    again = Attempt(
+        student_id=attempt.student_id,
+        assignment_id=attempt.assignment_id,
+        exercise_id=attempt.exercise_id,
+        version=version,
+        files_id=attempt.files_id,
+        kind=AttemptKind.SUBMIT,
+        created_at=attempt.created_at,
+        is_late=attempt.is_late,
+        is_preview=attempt.is_preview,
+        regrade_of=attempt,
+        graded_on=host,
+    )
+    again.max_score = version.parsed_manifest.max_score("submit")
+    again.save()
+    _queue_grading(again)
+    return again
 
 
 def _vm_not_running(vm: LabVM | None, kind: AttemptKind) -> str:
@@ -364,6 +381,7 @@ def attempts_reap_stuck(*, now: datetime | None = None) -> list[int]:
         if attempt_transition(
             attempt.pk, AttemptStatus(attempt.status), AttemptStatus.ERROR, reason=STUCK_REASON
         ):
+            _announce_finished(attempt.pk)
             log.warning(
                 "attempt %s was %s since %s: grading lost, marked as error",
                 attempt.pk,
@@ -372,6 +390,55 @@ def attempts_reap_stuck(*, now: datetime | None = None) -> list[int]:
             )
             reaped.append(attempt.pk)
     return reaped
+
+
+def attempts_host_lost(*, host: Host) -> list[int]:
+    """End what a lost host (vms.hosts: silent past HOST_LOST_AFTER_SECONDS)
+    was grading, rather than leave it to the attempt reaper's deadline. A
+    Submit's stored files are graded again on a host that answers, with the
+    same version, click time and lateness, so it counts as it would have; a
+    Check ran in the lab VM the host took with it. Compare-and-set: what a
+    worker finished meanwhile is left alone. Returns the ended attempts' ids."""
+    from vms.services import host_place
+
+    ended = []
+    open_there = (
+        Attempt.objects.filter(graded_on=host, status__in=ATTEMPT_OPEN_STATUSES)
+        .select_related("version")
+        .defer("version__bundle")
+        .order_by("created_at")
+    )
+    for attempt in open_there:
+        with transaction.atomic():
+            reason = f"{LOST_HOST_REASON}; your lab VM was on it. Start the lab again to Check."
+            if attempt.kind == AttemptKind.SUBMIT and attempt.files_id is not None:
+                try:
+                    again = _grade_again(attempt, attempt.version, host_place())
+                except NoCapacity:
+                    reason = (
+                        f"{LOST_HOST_REASON}, and no other has room right now. Submit again "
+                        "in a few minutes; the files you submitted are kept."
+                    )
+                else:
+                    reason = (
+                        f"{LOST_HOST_REASON}; it is graded again on another as #{again.pk}, "
+                        "with the same files and the same time of submission."
+                    )
+            if not attempt_transition(
+                attempt.pk, AttemptStatus(attempt.status), AttemptStatus.ERROR, reason=reason
+            ):
+                transaction.set_rollback(True)  # a worker finished it: no second grading
+                continue
+            _announce_finished(attempt.pk)
+        log.warning("attempt %s: host %s lost; %s", attempt.pk, host.name, reason)
+        ended.append(attempt.pk)
+    return ended
+
+
+def _announce_finished(attempt_id: int) -> None:
+    """Webhooks and the progress board hear of an attempt ended outside a
+    grading run, once the transaction commits."""
+    transaction.on_commit(lambda: attempt_finished.send(sender=Attempt, attempt_id=attempt_id))
 
 
 @transaction.atomic

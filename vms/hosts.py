@@ -18,6 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from vms.hypervisor.errors import GuestNotFound, HostUnavailable, HypervisorError
@@ -26,6 +27,10 @@ from vms.hypervisor.host import Host as HypervisorHost
 from vms.models import Host, LabVM
 
 log = logging.getLogger(__name__)
+
+# Sent (with host=) when a host is found lost, after its labs are failed:
+# whoever had work queued there ends it (exercises: the attempts it was grading).
+host_lost = Signal()
 
 
 @transaction.atomic
@@ -158,6 +163,7 @@ def _host_unanswered(host: Host, now: datetime, why: str) -> HostCondition:
     if now - since < timedelta(seconds=settings.HOST_LOST_AFTER_SECONDS):
         return HostCondition.UNREACHABLE
     host_labs_fail(host=host)
+    host_lost.send(sender=Host, host=host)  # exercises ends what it was grading
     return HostCondition.LOST
 
 
