@@ -4,8 +4,9 @@ its own worker, VM folder and queues, one site (uvicorn) in front. Labs land
 on both; a console, a Check and a Submit work on the second, and drained, it
 takes no new lab while its running one goes on (one test, reusing its
 guests). A host lost (its libvirtd and guests SIGKILLed, its worker gone)
-turns its labs FAILED with the reason, leaves nothing behind on the other,
-and new labs go to the survivor; when it comes back, its reaper removes what
+turns its labs FAILED with the reason, has the Submit it was grading graded
+again on the survivor, leaves nothing behind on the other, and new labs go
+to the survivor; when it comes back, its reaper removes what
 it still held."""
 
 from __future__ import annotations
@@ -224,13 +225,33 @@ def test_a_lost_host_fails_its_labs_and_new_labs_go_to_the_survivor(
     wait_running(bobs, cluster)
     wait_running(alices, cluster)
     assert cluster.machine.qemu_pids()
+    # Alice submits; the second host starts grading it (its clean guest boots).
+    submit = attempt_start(user=world.alice, assignment=cluster.hello, kind=AttemptKind.SUBMIT)
+    assert submit.graded_on == cluster.second
+    second_worker = cluster.workers[cluster.second.name]
+    wait_for(
+        "the second host to take the Submit",
+        lambda: Attempt.objects.get(pk=submit.pk).status == AttemptStatus.RUNNING,
+        60,
+        cluster,
+    )
 
     # The second machine is gone: its libvirtd, its guests and its worker.
-    cluster.workers[cluster.second.name].stop()
+    second_worker.stop()
     cluster.machine.kill()
     assert cluster.machine.qemu_pids() == []
     settings.HOST_LOST_AFTER_SECONDS = 0  # beat's check would wait 3 minutes
     assert hosts_check_all()[cluster.second.name] == HostCondition.LOST
+    # The Submit is not left to the attempt reaper's deadline: it is graded
+    # again on the survivor, from the files stored at the click, and counts.
+    submit.refresh_from_db()
+    assert submit.status == AttemptStatus.ERROR
+    assert "stopped answering" in submit.reason
+    again = Attempt.objects.get(regrade_of=submit)
+    assert (again.graded_on, again.created_at) == (cluster.first, submit.created_at)
+    graded = wait_graded(again, cluster)
+    assert graded.status == AttemptStatus.GRADED, graded.reason
+    assert graded.results.count() > 0  # alice's starter files, really checked
 
     alices.refresh_from_db()
     assert alices.state == VMState.FAILED
