@@ -333,6 +333,9 @@ GRADING_STUCK_GRACE_MINUTES = env_int("GRADING_STUCK_GRACE_MINUTES", 10, minimum
 CONSOLE_TOKEN_SECONDS = env_int("CONSOLE_TOKEN_SECONDS", 60, minimum=5)
 # Output a late joiner or a reconnecting browser gets first.
 CONSOLE_SCROLLBACK_BYTES = env_int("CONSOLE_SCROLLBACK_BYTES", 256 * 1024, minimum=4096)
+# How long the web waits for a lab's host to hand over its console logs when
+# the lab runs on another machine (vms.guest_logs).
+GUEST_LOG_WAIT_SECONDS = env_int("GUEST_LOG_WAIT_SECONDS", 5, minimum=1)
 # How long a web process keeps a console open after its last viewer left.
 CONSOLE_LINGER_SECONDS = env_int("CONSOLE_LINGER_SECONDS", 15, minimum=0)
 # Students' console sessions, recorded as asciicast v2, kept this many days.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,6 +31,7 @@ from vms.console.hub import ConsoleHub, Viewer, hubs
 from vms.console.protocol import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, CloseCode, ConsoleRefused
 from vms.console.recording import CastWriter, recording_budget, recording_path
 from vms.events import vm_group
+from vms.guest_logs import shell_scrollback
 from vms.hypervisor.errors import HypervisorError
 from vms.models import ConsoleMode, ConsoleSession, LabVM, VMState
 
@@ -112,7 +114,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
                 vm_id=str(vm.pk),
                 domain_uuid=str(vm.domain_uuid),
                 host=lifecycle.hypervisor(vm.host.uri),
-                log_path=lifecycle.vm_files(vm).shell_log,
+                scrollback=partial(shell_scrollback, vm=vm),
             )
         except HypervisorError as exc:
             log.warning("console of %s could not be opened: %s", vm.pk, exc)

@@ -84,3 +84,15 @@ def console_housekeeping() -> None:
     from vms.console.housekeeping import console_housekeeping as run
 
     run()
+
+
+@shared_task(name="vms.guest_log_read", ignore_result=False)  # the web waits for it
+def guest_log_read(vm_id: str, which: str, offset: int, file: str) -> dict[str, object]:
+    """A lab guest's log, read on its host for a web process on another
+    machine (vms.guest_logs). Read-only, and the web waits for the answer."""
+    from vms.guest_logs import Which, read_here
+    from vms.models import LabVM
+
+    vm = LabVM.objects.select_related("host").get(pk=vm_id)
+    kind: Which = "kernel" if which == "kernel" else "shell"
+    return read_here(vm=vm, which=kind, offset=offset, file=file)

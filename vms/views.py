@@ -19,12 +19,12 @@ from django.views.decorators.http import require_GET, require_POST
 from labplatform.accounts.models import User
 from labplatform.courses.selectors import assignment_access
 from labplatform.ratelimits import rate_limit
-from vms import lifecycle, services
+from vms import services
 from vms.console.access import console_token_issue, vm_get_for_viewer
 from vms.errors import FileRefused, FileTooLarge, LabError
 from vms.events import vm_event_payload
 from vms.guest_files import file_limit_text, vm_file_download, vm_file_upload
-from vms.kernel_log import kernel_log_read
+from vms.guest_logs import kernel_log_piece
 from vms.models import ConsoleMode, ConsoleSession, LabVM, VMState
 from vms.selectors import vm_get_for_owner
 
@@ -179,12 +179,7 @@ def kernel_log(request: HttpRequest, vm_id: str) -> JsonResponse:
         offset = max(0, int(request.GET.get("offset", "0")))
     except ValueError:
         offset = 0
-    piece = kernel_log_read(
-        path=lifecycle.vm_files(vm).kernel_log,
-        guest=str(vm.domain_uuid or ""),
-        offset=offset,
-        file=request.GET.get("file", ""),
-    )
+    piece = kernel_log_piece(vm=vm, offset=offset, file=request.GET.get("file", ""))
     return JsonResponse(
         {
             "text": piece.text,

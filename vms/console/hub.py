@@ -428,8 +428,16 @@ class HubRegistry:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(
-        self, *, vm_id: str, domain_uuid: str, host: Host, log_path: Path | None
+        self,
+        *,
+        vm_id: str,
+        domain_uuid: str,
+        host: Host,
+        scrollback: Callable[[], bytes] | None = None,
     ) -> ConsoleHub:
+        """The VM's hub, opened if needed; a new hub starts with what
+        ``scrollback`` reads (in a thread: it may read a file or wait for
+        the lab's host, vms.guest_logs)."""
         lock = self._locks.setdefault(vm_id, asyncio.Lock())
         async with lock:
             hub = self.hubs.get(vm_id)
@@ -437,11 +445,7 @@ class HubRegistry:
                 return hub
             if hub is not None:
                 hub.close(CloseCode.CONSOLE_LOST)
-            seed = b""
-            if log_path is not None:
-                seed = await asyncio.to_thread(
-                    read_log_tail, log_path, int(settings.CONSOLE_SCROLLBACK_BYTES)
-                )
+            seed = await asyncio.to_thread(scrollback) if scrollback is not None else b""
             hub = ConsoleHub(
                 vm_id=vm_id,
                 domain_uuid=domain_uuid,
