@@ -142,7 +142,10 @@ def cluster(
                 **common,
             )
         )
-        url = stack.enter_context(asgi_server(tmp_path, VM_DIR=str(vm_dir)))
+        # No lingering console hub: a console opened again starts from the logs.
+        url = stack.enter_context(
+            asgi_server(tmp_path, VM_DIR=str(vm_dir), CONSOLE_LINGER_SECONDS="0")
+        )
         cluster = Cluster(first, second, machine, url, workers, hello)
         try:
             yield cluster
@@ -167,6 +170,14 @@ async def console_says(url: str, vm: LabVM, user: User, command: bytes, expect: 
         await term.close()
 
 
+async def scrollback_has(url: str, vm: LabVM, user: User, expect: bytes) -> None:
+    term = await ConsoleClient.open(url, vm, user)
+    try:
+        await term.wait_for(expect, timeout=30)  # nothing typed: the scrollback
+    finally:
+        await term.close()
+
+
 def test_labs_land_on_both_hosts_and_the_second_runs_a_console_check_submit_and_drains(
     cluster: Cluster, world: World
 ) -> None:
@@ -187,6 +198,12 @@ def test_labs_land_on_both_hosts_and_the_second_runs_a_console_check_submit_and_
     asyncio.run(
         console_says(cluster.url, alices, world.alice, b"echo $((6*7))-on-h2\n", b"42-on-h2")
     )
+    # The logs libvirt writes on the second host reach the web through that
+    # host's worker: a console opened again starts with what was said before,
+    # and the Kernel log pane has the boot.
+    asyncio.run(scrollback_has(cluster.url, alices, world.alice, b"42-on-h2"))
+    kernel = client_for(world.alice).get(f"/vms/{alices.pk}/kernel-log?offset=0").json()
+    assert "Linux version" in kernel["text"]
 
     mark = time.monotonic()
     check = attempt_start(user=world.alice, assignment=cluster.hello, kind=AttemptKind.CHECK)
@@ -237,7 +254,7 @@ def test_a_lost_host_fails_its_labs_and_new_labs_go_to_the_survivor(
     )
 
     # The second machine is gone: its libvirtd, its guests and its worker.
-    second_worker.stop()
+    second_worker.kill()
     cluster.machine.kill()
     assert cluster.machine.qemu_pids() == []
     settings.HOST_LOST_AFTER_SECONDS = 0  # beat's check would wait 3 minutes

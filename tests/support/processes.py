@@ -95,6 +95,13 @@ class Process:
             time.sleep(0.1)
         raise TimeoutError(f"{self.name}: {what} not within {timeout}s:\n{self.output()}")
 
+    def kill(self) -> None:
+        """Gone at once (its machine lost): SIGKILL to it and its children,
+        with no warm shutdown finishing the task at hand."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
     def stop(self, timeout: float = 15) -> None:
         if self.popen.poll() is None:
             os.killpg(self.popen.pid, signal.SIGTERM)
