@@ -36,7 +36,7 @@ def console_tail(path: object, lines: int = CRASH_LOG_LINES) -> str:
             size = handle.seek(0, 2)
             handle.seek(max(0, size - _TAIL_BYTES))
             raw = handle.read()
-    except FileNotFoundError:
+    except OSError:  # none yet, or one virtlogd rotated (root's, 0600)
         return ""
     text = _CONTROL.sub("", raw.decode("utf-8", errors="replace").replace("\r", ""))
     return "\n".join(text.rstrip("\n").split("\n")[-lines:])

@@ -34,7 +34,7 @@ def kernel_log_read(*, path: Path, guest: str, offset: int, file: str) -> Kernel
     a Reset makes a new one, a Restart keeps it and its log goes on)."""
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
+    except OSError:  # none yet, or one virtlogd rotated (root's, 0600)
         return KernelLogPiece(text="", file="", start=0, offset=0, restarted=bool(file), more=False)
     with handle:
         stat = os.fstat(handle.fileno())

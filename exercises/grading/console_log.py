@@ -8,7 +8,7 @@ from pathlib import Path
 def log_size(path: Path) -> int:
     try:
         return path.stat().st_size
-    except FileNotFoundError:
+    except OSError:  # none yet, or one virtlogd rotated (root's, 0600)
         return 0
 
 
@@ -22,5 +22,5 @@ def log_since(path: Path, offset: int, limit: int = 1 << 20) -> str:
             start = max(start, size - limit)
             handle.seek(start)
             return handle.read(limit).decode("utf-8", errors="replace")
-    except FileNotFoundError:
+    except OSError:  # none yet, or one virtlogd rotated (root's, 0600)
         return ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -121,3 +122,24 @@ def test_everyone_else_gets_404(world: World, alices_vm: LabVM, who: str) -> Non
 def test_a_bad_offset_reads_from_the_start(world: World, alices_vm: LabVM) -> None:
     body = client_for(world.alice).get(f"/vms/{alices_vm.pk}/kernel-log?offset=-5x").json()
     assert body["text"] == BOOT
+
+
+def test_a_log_virtlogd_rotated_out_of_reach_reads_as_empty(tmp_path: Path) -> None:
+    """virtlogd (root) starts a rotated log as root's, 0600; the site runs as
+    the user kernellab: its readers see nothing there, and never fail."""
+    from exercises.grading.console_log import log_since, log_size
+    from vms.crashes import console_tail
+
+    log = tmp_path / "kernel.log"
+    log.write_text(BOOT)
+    refused = PermissionError(13, "Permission denied", str(log))
+    with (
+        mock.patch("builtins.open", side_effect=refused),
+        mock.patch.object(Path, "open", side_effect=refused),
+        mock.patch.object(Path, "stat", side_effect=refused),
+    ):
+        piece = kernel_log_read(path=log, guest="g", offset=0, file="")
+        assert (piece.text, piece.offset) == ("", 0)
+        assert console_tail(log) == ""
+        assert log_since(log, 0) == ""
+        assert log_size(log) == 0

@@ -230,6 +230,13 @@ def _limits_metadata(memory_hard_limit_kib: int) -> ET.Element:
     return element
 
 
+def log_files(xml: str) -> list[Path]:
+    """The files a domain definition has libvirt (virtlogd) write its serial
+    port's and console's output to."""
+    root = ET.fromstring(xml)  # noqa: S314 - our own definition
+    return [Path(log.attrib["file"]) for log in root.iterfind("./devices/*/log[@file]")]
+
+
 def declared_memory_hard_limit_kib(text: str) -> int | None:
     """The memory hard limit in what libvirt returns for our limits element
     (children without their namespace, as in LabMetadata.from_xml)."""
