@@ -5,16 +5,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('exercises', '0005_instructors'),
-        ('vms', '0005_host_unreachable_since'),
+        ("exercises", "0005_instructors"),
+        ("vms", "0005_host_unreachable_since"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='attempt',
-            name='graded_on',
-            field=models.ForeignKey(blank=True, help_text='the host whose grading worker it was queued for', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='vms.host'),
+            model_name="attempt",
+            name="graded_on",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="the host whose grading worker it was queued for",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="vms.host",
+            ),
         ),
     ]
