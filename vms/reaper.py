@@ -72,11 +72,18 @@ def destroy_expired(host: Host, now: datetime) -> None:
 
 def _worker_is_gone(worker: str) -> bool:
     """True when the process that signed the step is certainly dead: it ran on
-    this machine and its pid no longer exists."""
+    this machine and its pid no longer exists, or is a zombie (a pool process
+    of a worker killed as a whole is reparented, and stays one where nothing
+    reaps orphans)."""
     machine, _, pid = worker.rpartition(":")
     if machine != socket.gethostname() or not pid.isdigit():
         return False
-    return not Path(f"/proc/{pid}").exists()
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    # The state follows the command name, which may itself hold ") ".
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def recover_orphaned_steps(host: Host, now: datetime) -> None:

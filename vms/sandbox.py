@@ -25,7 +25,7 @@ from vms.guest_folder import GuestFolder
 from vms.guests import GuestRole, PreparedGuest, discard, prepare_guest
 from vms.hosts import guest_is_ours
 from vms.hypervisor.agent import GuestAgent
-from vms.hypervisor.errors import HypervisorError
+from vms.hypervisor.errors import GuestNotFound, HypervisorError
 from vms.hypervisor.guest import Guest
 from vms.hypervisor.host import Host as HypervisorHost
 from vms.images import ensure_image
@@ -121,7 +121,10 @@ def remove(host_uri: str, attempt_id: int) -> None:
     """Destroy a grading guest and its folder, if any (idempotent)."""
     hv = lifecycle.hypervisor(host_uri)
     for guest in hv.guests():
-        metadata = guest.metadata()
+        try:
+            metadata = guest.metadata()
+        except GuestNotFound:
+            continue  # gone since the listing: another grading's guest, a removed VM
         if (
             metadata is not None
             and metadata.vm_id == f"{PREFIX}{attempt_id}"

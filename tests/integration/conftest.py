@@ -22,6 +22,7 @@ from vms import lifecycle
 from vms.hypervisor.errors import HypervisorError
 from vms.hypervisor.guest import Guest
 from vms.images import BuiltImage, ensure_image
+from vms.models import Host
 
 TEST_VM_ROOT = Path("/var/lib/kernellab/test-vms")
 
@@ -65,3 +66,22 @@ def _in(guest: Guest, folder: Path) -> bool:
         return metadata is not None and metadata.vm_id != "probe" and str(folder) in guest.xml()
     except HypervisorError:
         return False
+
+
+@pytest.fixture
+def own_host() -> Host:
+    """A host of this test's own (its own queues), the only one enabled."""
+    Host.objects.update(enabled=False)
+    return Host.objects.create(name=f"faults-{uuid.uuid4().hex[:8]}", uri="qemu:///system")
+
+
+def host_env(host: Host, vm_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a worker of ``host`` (this machine's libvirtd):
+    this test's VM folder, TCG, no warm pool."""
+    return {
+        "VM_DIR": str(vm_dir),
+        "VIRT_TYPE": "qemu",
+        "VM_POOL_SIZE": "0",
+        "KERNELLAB_HOST_NAME": host.name,
+        **extra,
+    }

@@ -34,6 +34,7 @@ from vms import lifecycle, pool, services
 from vms.guest_folder import GuestFolder
 from vms.guests import GuestRole, PreparedGuest, discard, pool_add_entry, prepare_guest
 from vms.hypervisor.agent import GuestAgent
+from vms.hypervisor.overlay import disk_info
 from vms.images import BuiltImage
 from vms.models import VMState
 
@@ -233,14 +234,9 @@ def test_a_guest_writing_its_disk_is_held_to_the_write_cap(confined: Confined) -
 
 
 def virtual_size(disk: Path) -> int:
-    info = subprocess.run(
-        ["qemu-img", "info", "-U", "--output=json", str(disk)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return int(json.loads(info.stdout)["virtual-size"])
+    info = disk_info(disk)
+    assert info is not None, disk
+    return int(str(info["virtual-size"]))
 
 
 def test_the_guests_disk_is_bounded_by_its_overlays_virtual_size(

@@ -12,7 +12,6 @@ import signal
 import statistics
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from unittest import mock
@@ -28,6 +27,7 @@ from exercises.models import Attempt, AttemptKind, AttemptStatus, ExerciseVersio
 from exercises.services import attempt_start, attempt_submit_files
 from labplatform.celery import app
 from tests.conftest import World
+from tests.integration.conftest import host_env
 from tests.integration.test_console_abuse import destroy, echo_latencies, run
 from tests.integration.test_vm_lifecycle import agent_of, sh, started
 from tests.support.api import tar_gz
@@ -125,13 +125,6 @@ def wait_for(what: str, ready: Callable[[], object], timeout: float, worker: Pro
     return time.monotonic() - started
 
 
-@pytest.fixture
-def own_host() -> Host:
-    """A host of this test's own (its own queues), the only one enabled."""
-    Host.objects.update(enabled=False)
-    return Host.objects.create(name=f"faults-{uuid.uuid4().hex[:8]}", uri="qemu:///system")
-
-
 def test_a_submit_whose_grading_process_is_killed_is_graded_again(
     world: World, own_host: Host, vm_dir: Path, tmp_path: Path
 ) -> None:
@@ -140,12 +133,7 @@ def test_a_submit_whose_grading_process_is_killed_is_graded_again(
     (late ack, reject on worker lost) and the attempt is graded by the new
     delivery; the killed run's grading guest and folder are gone."""
     version_with_checker(world, SLOW_PASSING_CHECKER)
-    env = {
-        "VM_DIR": str(vm_dir),
-        "VIRT_TYPE": "qemu",
-        "VM_POOL_SIZE": "0",
-        "KERNELLAB_HOST_NAME": own_host.name,
-    }
+    env = host_env(own_host, vm_dir)
     with work_workers(tmp_path, own_host.name, (Work.GRADING,), env=env) as workers:
         worker = workers[Work.GRADING]
         attempt = attempt_submit_files(

@@ -25,9 +25,12 @@ def overlay_create(*, base: Path, overlay: Path) -> None:
         raise HypervisorError(f"creating the disk overlay failed: {result.stderr.strip()}")
 
 
-def overlay_backing_file(overlay: Path) -> Path | None:
+def disk_info(disk: Path) -> dict[str, object] | None:
+    """qemu-img's description of a disk image (virtual-size, actual-size,
+    backing-filename...), read even while a guest has it open; None if it
+    cannot be read."""
     result = subprocess.run(
-        ["qemu-img", "info", "-U", "--output=json", str(overlay)],
+        ["qemu-img", "info", "-U", "--output=json", str(disk)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -35,8 +38,12 @@ def overlay_backing_file(overlay: Path) -> Path | None:
     )
     if result.returncode != 0:
         return None
-    backing = json.loads(result.stdout).get("backing-filename")
-    return Path(backing) if backing else None
+    return dict(json.loads(result.stdout))
+
+
+def overlay_backing_file(overlay: Path) -> Path | None:
+    backing = (disk_info(overlay) or {}).get("backing-filename")
+    return Path(str(backing)) if backing else None
 
 
 def vm_files_remove(directory: Path) -> None:
