@@ -14,20 +14,24 @@ Each step is timed (``PreparedGuest.steps``) and announced through
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from django.db import connections
 
 from vms import pool
 from vms.confinement import guest_limits
 from vms.guest_folder import GuestFolder
 from vms.hypervisor.agent import GuestAgent
 from vms.hypervisor.domain import DomainSpec, LabMetadata
-from vms.hypervisor.errors import AgentProtocolError
-from vms.hypervisor.guest import Guest
+from vms.hypervisor.errors import AgentProtocolError, HypervisorError
+from vms.hypervisor.guest import Guest, GuestState
 from vms.hypervisor.host import Host as HypervisorHost
 from vms.hypervisor.overlay import overlay_create
 from vms.models import domain_name_for
@@ -36,6 +40,12 @@ log = logging.getLogger(__name__)
 
 # A restored guest's agent is up at once; a wait means something is wrong.
 RESTORE_AGENT_TIMEOUT = 30.0
+
+# What ``progress`` hears while a guest boots cold: the steps that take the
+# host's CPU for a while (the warm pool's refills yield to a Start in them).
+BOOTING_THE_KERNEL = "Booting the kernel"
+WAITING_FOR_THE_GUEST = "Waiting for the guest to come up"
+COLD_BOOT_STEPS = (BOOTING_THE_KERNEL, WAITING_FOR_THE_GUEST)
 
 
 @dataclass(frozen=True)
@@ -204,13 +214,13 @@ def _boot_cold(
     on_domain: Callable[[uuid.UUID], None],
     boot_timeout: float,
 ) -> Guest:
-    clock.step("boot", announce="Booting the kernel")
+    clock.step("boot", announce=BOOTING_THE_KERNEL)
     domain_uuid = domain_uuid or uuid.uuid4()
     on_domain(domain_uuid)
     overlay_create(base=profile.image.disk, overlay=folder.disk)
     xml = guest_spec(profile, domain_uuid, folder, role).to_xml()
     guest = hv.define_and_start(xml) if persistent else hv.create_transient(xml)
-    clock.step("agent answers", announce="Waiting for the guest to come up")
+    clock.step("agent answers", announce=WAITING_FOR_THE_GUEST)
     GuestAgent(guest).wait_ready(boot_timeout)
     return guest
 
@@ -229,6 +239,125 @@ def discard(hv: HypervisorHost, domain_uuid: uuid.UUID | None) -> None:
 
 POOL_ROLE = GuestRole(title="KernelLab warm pool", vm_id=pool.POOL_VM_ID)
 
+# Whether a student waits for a cold boot on this host (vms.pool_priority): a
+# refill then begins no new entry, and the guest of one under way is paused.
+StudentsWaiting = Callable[[], bool]
+
+# A refill's guest is paused at most this long in all, then carries on: the
+# pool still fills on a host that never goes quiet, and the housekeeping slot
+# it holds is not held for ever.
+POOL_MAX_PAUSE_SECONDS = 300.0
+# How often a refill under way asks whether students wait.
+POOL_YIELD_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class PoolFill:
+    added: int  # entries booted, saved and published
+    yielded: bool = False  # stopped short of full: students were waiting (try again later)
+
+
+class YieldToStudents:
+    """While a pool entry boots, pause its guest whenever ``students_waiting()``
+    says so, and let it run again when it does not (or once it has been paused
+    ``max_pause`` seconds in all). A paused guest takes no CPU, so a student's
+    cold boot has the host's cores to itself.
+
+    Meanwhile the building folder's mtime is kept fresh (pool.building_alive),
+    so the reaper never takes a long-paused build for one whose worker died.
+    On exit the guest runs again: it is saved only then, since a guest saved
+    while paused would be restored paused."""
+
+    def __init__(
+        self,
+        hv: HypervisorHost,
+        domain_uuid: uuid.UUID,
+        building: GuestFolder,
+        students_waiting: StudentsWaiting,
+        *,
+        poll: float = POOL_YIELD_POLL_SECONDS,
+        max_pause: float = POOL_MAX_PAUSE_SECONDS,
+    ) -> None:
+        self._hv, self._name, self._building = hv, domain_name_for(domain_uuid), building
+        self._students_waiting = students_waiting
+        self._poll, self._max_pause = poll, max_pause
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"pool-yield-{domain_uuid}")
+        self._paused_at: float | None = None
+        self.paused_seconds = 0.0
+        self.pauses = 0
+
+    def __enter__(self) -> YieldToStudents:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    self._step()
+                except HypervisorError as exc:  # the boot's own calls meet it too, and fail
+                    log.warning("pool: watching %s: %s", self._name, exc)
+                if self._stop.wait(self._poll):
+                    return
+        finally:
+            try:
+                self._carry_on()
+            finally:
+                connections.close_all()  # this thread's own, if students_waiting used them
+
+    def _step(self) -> None:
+        pool.building_alive(self._building)
+        waiting = self._asked()
+        if self._paused_at is None:
+            if waiting and self.paused_seconds < self._max_pause:
+                self._pause()
+        elif not waiting or self._paused_for() >= self._max_pause:
+            self._carry_on()
+
+    def _asked(self) -> bool:
+        try:
+            return self._students_waiting()
+        except Exception:  # a refill must not stall on a failed count
+            log.exception("pool: could not tell whether students wait; carrying on")
+            return False
+
+    def _paused_for(self) -> float:
+        if self._paused_at is None:
+            return self.paused_seconds
+        return self.paused_seconds + time.monotonic() - self._paused_at
+
+    def _pause(self) -> None:
+        guest = self._hv.find(self._name)
+        if guest is None or guest.state() != GuestState.RUNNING:
+            return  # not started yet, or already gone: the boot itself reports that
+        try:
+            guest.pause()
+        except HypervisorError as exc:
+            log.warning("pool: could not pause %s: %s", self._name, exc)
+            return
+        self._paused_at = time.monotonic()
+        self.pauses += 1
+        log.info("pool: %s paused: a student waits for a cold boot", self._name)
+
+    def _carry_on(self) -> None:
+        if self._paused_at is None:
+            return
+        self.paused_seconds = self._paused_for()
+        self._paused_at = None
+        guest = self._hv.find(self._name)
+        if guest is not None and guest.state() == GuestState.PAUSED:
+            try:
+                guest.unpause()
+            except HypervisorError as exc:  # the boot's wait then fails and discards it
+                log.warning("pool: could not unpause %s: %s", self._name, exc)
+                return
+        log.info("pool: %s runs again (paused %.1fs in all)", self._name, self.paused_seconds)
+
 
 def save_new_guest(
     hv: HypervisorHost,
@@ -237,15 +366,23 @@ def save_new_guest(
     domain_uuid: uuid.UUID,
     *,
     boot_timeout: float,
+    students_waiting: StudentsWaiting | None = None,
 ) -> None:
     """Boot a guest in ``building``, let it settle at its prompt and save it
     there (its state file); the guest is gone afterwards. A restore must
-    keep its uuid."""
+    keep its uuid. With ``students_waiting``, the guest yields to them while
+    it boots (YieldToStudents), and its waits allow for the pauses."""
+    timeout = boot_timeout
+    yielding: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if students_waiting is not None:
+        timeout += POOL_MAX_PAUSE_SECONDS
+        yielding = YieldToStudents(hv, domain_uuid, building, students_waiting)
     try:
-        prepared = prepare_guest(
-            hv, profile, building, POOL_ROLE, boot_timeout=boot_timeout, domain_uuid=domain_uuid
-        )
-        _wait_for_prompt(building, boot_timeout)
+        with yielding:  # on leaving, the guest runs again: only then is it saved
+            prepared = prepare_guest(
+                hv, profile, building, POOL_ROLE, boot_timeout=timeout, domain_uuid=domain_uuid
+            )
+            _wait_for_prompt(building, timeout)
         prepared.guest.save(str(building.state_file))  # a transient guest is gone after this
     except BaseException:
         discard(hv, domain_uuid)
@@ -253,29 +390,53 @@ def save_new_guest(
 
 
 def pool_add_entry(
-    hv: HypervisorHost, profile: pool.Profile, *, boot_timeout: float
+    hv: HypervisorHost,
+    profile: pool.Profile,
+    *,
+    boot_timeout: float,
+    students_waiting: StudentsWaiting | None = None,
 ) -> GuestFolder:
     """One more saved guest in the pool."""
     domain_uuid = uuid.uuid4()
     building = pool.building_folder(profile, domain_uuid)
     building.create()
     try:
-        save_new_guest(hv, profile, building, domain_uuid, boot_timeout=boot_timeout)
+        save_new_guest(
+            hv,
+            profile,
+            building,
+            domain_uuid,
+            boot_timeout=boot_timeout,
+            students_waiting=students_waiting,
+        )
         return GuestFolder(pool.publish(building, domain_uuid, profile))
     finally:
         building.remove()  # only if publishing did not happen
 
 
-def pool_fill(hv: HypervisorHost, profile: pool.Profile, *, size: int, boot_timeout: float) -> int:
-    """Top the pool up to ``size`` entries; returns how many were added.
-    Entries other workers are building count, so concurrent fills do not overshoot."""
+def pool_fill(
+    hv: HypervisorHost,
+    profile: pool.Profile,
+    *,
+    size: int,
+    boot_timeout: float,
+    students_waiting: StudentsWaiting | None = None,
+) -> PoolFill:
+    """Top the pool up to ``size`` entries. Students come first: while
+    ``students_waiting()`` says so, no new entry is begun (the result says the
+    fill yielded, for the caller to try again later) and the one under way is
+    paused. Entries other workers are building count, so concurrent fills do
+    not overshoot."""
     added = 0
     while pool.ready_count(profile) + pool.building_count(profile) < size:
+        if students_waiting is not None and students_waiting():
+            log.info("pool %s: a student waits for a cold boot; refilling later", profile.key)
+            return PoolFill(added, yielded=True)
         started = time.monotonic()
-        pool_add_entry(hv, profile, boot_timeout=boot_timeout)
+        pool_add_entry(hv, profile, boot_timeout=boot_timeout, students_waiting=students_waiting)
         added += 1
         log.info("pool %s: added an entry in %.1fs", profile.key, time.monotonic() - started)
-    return added
+    return PoolFill(added)
 
 
 def _wait_for_prompt(folder: GuestFolder, timeout: float) -> None:

@@ -5,6 +5,8 @@ Every function takes a VM id, starts with a compare-and-set transition and
 is safe to run twice: a task redelivered after a worker died finds the row in
 its transitional state, cleans up whatever half-made state libvirt has, and
 does the step again. Failures end in FAILED with a code and a sentence.
+Each step is one call of ``_run_step``, which claims, maps errors,
+transitions and publishes the same way for all of them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -85,10 +88,64 @@ def fail(vm: LabVM, code: str, message: str) -> None:
     vm_files(vm).remove()
     vm.refresh_from_db(fields=["state"])
     if vm.state not in (VMState.DESTROYED, VMState.FAILED):
-        vm.transition(
-            vm.state, VMState.FAILED, error_code=code, error_message=message, progress="Failed"
+        transition_and_publish(
+            vm, vm.state, VMState.FAILED, error_code=code, error_message=message, progress="Failed"
         )
-        publish_vm_event(vm)
+
+
+def transition_and_publish(vm: LabVM, old: str, new: VMState, **fields: object) -> bool:
+    """Compare-and-set ``old`` -> ``new`` (LabVM.transition) and, if this
+    call made it, tell the pages. False: the row had moved on, and whoever
+    moved it tells them."""
+    if not vm.transition(old, new, **fields):
+        return False
+    publish_vm_event(vm)
+    return True
+
+
+def _run_step(
+    vm_id: str,
+    *,
+    claim: VMState,
+    work: Callable[[LabVM], dict[str, object] | None],
+    done: VMState,
+    progress: str,
+    failed: str = "",
+    unexpected: str | None = None,
+    on_error: Callable[[LabVM, str, str], None] = fail,
+) -> None:
+    """One lifecycle step, each the same way: claim the row in ``claim`` (or
+    do nothing: the task was redelivered or the row moved on), do ``work``,
+    then compare-and-set ``claim`` -> ``done`` with ``progress`` and the
+    fields ``work`` returns. A row moved on meanwhile (destroyed while
+    booting) belongs to the step that moved it: nothing more is done here.
+
+    A HypervisorError is an outcome, not a bug: ``on_error`` gets its code
+    and its message (after ``failed``: "Stopping failed: ...") and nothing is
+    raised. Any other error is raised for Celery's log, after ``on_error``
+    got it as internal_error (after ``unexpected``); with ``unexpected`` None
+    the row stays in ``claim`` for the reaper, which decides the step after
+    its deadline from what libvirt shows."""
+    vm = _claim(vm_id, claim)
+    if vm is None:
+        return
+    try:
+        fields = work(vm) or {}
+    except HypervisorError as exc:
+        on_error(vm, exc.code, f"{failed}: {exc.message}" if failed else exc.message)
+        return
+    except Exception as exc:
+        if unexpected is not None:
+            on_error(vm, "internal_error", f"{unexpected}: {exc}")
+        raise
+    if not transition_and_publish(vm, claim, done, progress=progress, **fields):
+        log.info("VM %s left %s during the step; the step that moved it owns it", vm.id, claim)
+
+
+def _booted(vm: LabVM) -> dict[str, object]:
+    """A guest for the VM (``_boot``), and what its row records of it."""
+    _boot(vm)
+    return {"boot_seconds": vm.boot_seconds, "image_hash": vm.image_hash}
 
 
 def _remove_guest(vm: LabVM) -> None:
@@ -224,16 +281,39 @@ def _refill_pool_later(vm: LabVM) -> None:
     refill_pool_later(vm.host, vm.memory_mib, vm.vcpus)
 
 
-def refill_pool_later(host: Host, memory_mib: int, vcpus: int) -> None:
+# A refill that yielded to students tries again this much later.
+POOL_RETRY_SECONDS = 5
+
+
+def refill_pool_later(host: Host, memory_mib: int, vcpus: int, *, retry: bool = False) -> None:
+    """Top the host's pool up on its housekeeping worker: now (after a claim),
+    or, for a refill that yielded to students (``retry``), a few seconds later.
+    At most one such retry per host and profile is queued at a time, so a
+    burst of Starts does not queue a storm of them; the mark expires before
+    the retry runs, so a retry that yields again can queue the next one."""
+    from django.core.cache import cache
+
     from vms.tasks import pool_fill
 
+    countdown = 0
+    if retry:
+        countdown = POOL_RETRY_SECONDS
+        mark = f"pool-retry:{host.name}:{memory_mib}:{vcpus}"
+        if not cache.add(mark, True, timeout=POOL_RETRY_SECONDS - 1):
+            return  # one is queued already
     pool_fill.apply_async(
-        (host.name, memory_mib, vcpus), queue=host.queue_for(Work.HOUSEKEEPING), expires=600
+        (host.name, memory_mib, vcpus),
+        queue=host.queue_for(Work.HOUSEKEEPING),
+        countdown=countdown,
+        expires=countdown + 600,
     )
 
 
 def pool_fill(host_name: str, memory_mib: int, vcpus: int) -> int:
+    """Top the host's pool up; a student's Start comes first (vms.pool_priority):
+    a refill that yields is queued again, until the Starts are through."""
     from vms.models import Host
+    from vms.pool_priority import students_wait_for_a_cold_boot
 
     host = Host.objects.get(name=host_name)
     try:
@@ -242,49 +322,42 @@ def pool_fill(host_name: str, memory_mib: int, vcpus: int) -> int:
         return 0  # Starts boot cold meanwhile, and are refused the same way
     image = ensure_image(progress=lambda text: log.info("pool: %s", text))
     profile = profile_for(host.uri, image, memory_mib, vcpus)
-    added = guests.pool_fill(
+    fill = guests.pool_fill(
         hypervisor(host.uri),
         profile,
         size=settings.VM_POOL_SIZE,
         boot_timeout=settings.VM_BOOT_TIMEOUT_SECONDS,
+        students_waiting=lambda: students_wait_for_a_cold_boot(host=host, profile=profile),
     )
-    if added:
+    if fill.yielded:
+        refill_pool_later(host, memory_mib, vcpus, retry=True)
+    elif fill.added:
         # What `./kernellab run` shows the person who just installed the site.
         log.info(
             "the warm pool of %s is ready (%d guests): a Start now takes about two seconds",
             host.name,
             settings.VM_POOL_SIZE,
         )
-    return added
+    return fill.added
 
 
 def provision(vm_id: str) -> None:
     LabVM.objects.filter(pk=vm_id, state=VMState.REQUESTED).update(
         state=VMState.PROVISIONING, state_changed_at=timezone.now()
     )
-    vm = _claim(vm_id, VMState.PROVISIONING)
-    if vm is None:
-        return
-    lab_queue_moved(host=vm.host)  # the Starts behind this one move up
-    try:
-        _boot(vm)
-    except HypervisorError as exc:
-        fail(vm, exc.code, exc.message)
-        return
-    except Exception as exc:
-        fail(vm, "internal_error", f"Starting the VM failed unexpectedly: {exc}")
-        raise
-    if vm.transition(
-        VMState.PROVISIONING,
-        VMState.RUNNING,
+    _run_step(
+        vm_id,
+        claim=VMState.PROVISIONING,
+        work=_start,
+        done=VMState.RUNNING,
         progress="Ready",
-        boot_seconds=vm.boot_seconds,
-        image_hash=vm.image_hash,
-    ):
-        publish_vm_event(vm)
-    else:
-        # Destroyed while booting: the destroy task owns the cleanup.
-        log.info("VM %s left PROVISIONING while booting (now %s)", vm.id, vm.state)
+        unexpected="Starting the VM failed unexpectedly",
+    )
+
+
+def _start(vm: LabVM) -> dict[str, object]:
+    lab_queue_moved(host=vm.host)  # the Starts behind this one move up
+    return _booted(vm)
 
 
 def _guest(vm: LabVM) -> Guest:
@@ -292,42 +365,48 @@ def _guest(vm: LabVM) -> Guest:
 
 
 def stop(vm_id: str) -> None:
-    vm = _claim(vm_id, VMState.STOPPING)
-    if vm is None:
-        return
-    try:
-        guest = _guest(vm)
-        if guest.is_running():
-            guest.managed_save()
-    except HypervisorError as exc:
-        fail(vm, exc.code, f"Stopping failed: {exc.message}")
-        return
-    if vm.transition(VMState.STOPPING, VMState.STOPPED, progress="Stopped"):
-        publish_vm_event(vm)
+    _run_step(
+        vm_id,
+        claim=VMState.STOPPING,
+        work=_save,
+        done=VMState.STOPPED,
+        progress="Stopped",
+        failed="Stopping failed",
+    )
+
+
+def _save(vm: LabVM) -> None:
+    guest = _guest(vm)
+    if guest.is_running():
+        guest.managed_save()
 
 
 def resume(vm_id: str) -> None:
-    vm = _claim(vm_id, VMState.RESUMING)
-    if vm is None:
+    _run_step(
+        vm_id,
+        claim=VMState.RESUMING,
+        work=_start_again,
+        done=VMState.RUNNING,
+        progress="Ready",
+        failed="Resuming failed",
+        # Never left RESUMING until the reaper's deadline.
+        unexpected="Resuming failed unexpectedly",
+        on_error=_resume_failed,
+    )
+
+
+def _start_again(vm: LabVM) -> None:
+    """The guest Stop saved (or a crashed one's disk, booted again)."""
+    guest = _guest(vm)
+    if guest.is_running():
         return
-    try:
-        guest = _guest(vm)
-        if not guest.is_running():
-            host_disk_room_check(directory=Path(settings.VM_DIR), doing=f"resume VM {vm.id}")
-            restored = guest.has_managed_save()
-            guest.start()
-            agent = GuestAgent(guest)
-            agent.wait_ready(settings.VM_BOOT_TIMEOUT_SECONDS)
-            if restored:
-                agent.set_time()
-    except HypervisorError as exc:
-        _resume_failed(vm, exc.code, f"Resuming failed: {exc.message}")
-        return
-    except Exception as exc:  # never left RESUMING until the reaper's deadline
-        _resume_failed(vm, "internal_error", f"Resuming failed unexpectedly: {exc}")
-        raise
-    if vm.transition(VMState.RESUMING, VMState.RUNNING, progress="Ready"):
-        publish_vm_event(vm)
+    host_disk_room_check(directory=Path(settings.VM_DIR), doing=f"resume VM {vm.id}")
+    restored = guest.has_managed_save()
+    guest.start()
+    agent = GuestAgent(guest)
+    agent.wait_ready(settings.VM_BOOT_TIMEOUT_SECONDS)
+    if restored:
+        agent.set_time()
 
 
 def _resume_failed(vm: LabVM, code: str, message: str) -> None:
@@ -340,48 +419,49 @@ def _resume_failed(vm: LabVM, code: str, message: str) -> None:
             guest.destroy()
     except HypervisorError:
         log.exception("stopping VM %s after a failed resume", vm.id)
-    if vm.transition(
+    transition_and_publish(
+        vm,
         VMState.RESUMING,
         VMState.STOPPED,
         error_code=code,
         error_message=message,
         progress=f"{message} Your disk is kept: try Resume again, or Reset for a fresh one.",
-    ):
-        publish_vm_event(vm)
+    )
 
 
 def reset(vm_id: str) -> None:
     """Throw the disk away and boot fresh from the base image."""
-    vm = _claim(vm_id, VMState.RESETTING)
-    if vm is None:
-        return
-    try:
-        _remove_guest(vm)
-        vm_files(vm).remove()
-        _boot(vm)
-    except HypervisorError as exc:
-        fail(vm, exc.code, f"Reset failed: {exc.message}")
-        return
-    if vm.transition(
-        VMState.RESETTING,
-        VMState.RUNNING,
+    _run_step(
+        vm_id,
+        claim=VMState.RESETTING,
+        work=_boot_fresh,
+        done=VMState.RUNNING,
         progress="Ready",
-        boot_seconds=vm.boot_seconds,
-        image_hash=vm.image_hash,
-    ):
-        publish_vm_event(vm)
+        failed="Reset failed",
+    )
+
+
+def _boot_fresh(vm: LabVM) -> dict[str, object]:
+    _remove_guest_and_files(vm)
+    return _booted(vm)
 
 
 def destroy(vm_id: str) -> None:
-    vm = _claim(vm_id, VMState.DESTROYING)
-    if vm is None:
-        return
-    try:
-        _remove_guest(vm)
-    except HypervisorError as exc:
-        # Keep DESTROYING: the reaper retries, and the files stay until it can.
-        log.error("destroying VM %s failed: %s", vm.id, exc.message)
-        return
+    _run_step(
+        vm_id,
+        claim=VMState.DESTROYING,
+        work=_remove_guest_and_files,
+        done=VMState.DESTROYED,
+        progress="Destroyed",
+        on_error=_destroy_failed,
+    )
+
+
+def _remove_guest_and_files(vm: LabVM) -> None:
+    _remove_guest(vm)
     vm_files(vm).remove()
-    if vm.transition(VMState.DESTROYING, VMState.DESTROYED, progress="Destroyed"):
-        publish_vm_event(vm)
+
+
+def _destroy_failed(vm: LabVM, code: str, message: str) -> None:
+    """Keep DESTROYING: the reaper retries, and the files stay until it can."""
+    log.error("destroying VM %s failed: %s", vm.id, message)

@@ -25,6 +25,7 @@ This module is the pool's storage; booting and saving entries is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -145,6 +146,16 @@ def building_folder(profile: Profile, domain_uuid: uuid.UUID) -> GuestFolder:
     return GuestFolder(profile.directory / f"{domain_uuid}.tmp")
 
 
+def building_alive(building: GuestFolder) -> None:
+    """A build under way says so by its folder's mtime, however long its guest
+    has been paused for students (vms.guests.YieldToStudents): ``remove_stale``
+    and ``entry_is_being_built`` only take an entry nobody has touched for
+    their deadline as abandoned."""
+    # Gone when published meanwhile, or removed: its boot then fails to save, and says so.
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(building.directory)
+
+
 def publish(building: GuestFolder, domain_uuid: uuid.UUID, profile: Profile) -> Path:
     """A saved entry becomes claimable (atomic rename)."""
     final = profile.directory / str(domain_uuid)
@@ -168,7 +179,7 @@ def remove_stale(max_age_seconds: float) -> None:
                 continue
             building = entry.name.endswith(".tmp")
             if building and now - entry.stat().st_mtime <= max_age_seconds:
-                continue  # a worker may be booting it right now
+                continue  # a worker is booting it, or holding it paused (building_alive)
             if building or not current:
                 _remove(entry)
         if not current and not any(e.name != PROFILE_FILE for e in profile_dir.iterdir()):

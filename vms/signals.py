@@ -1,5 +1,7 @@
 """When a worker of a hypervisor host starts, fill that host's warm pool, so
-the first student after a restart does not wait for a cold boot.
+the first student after a restart does not wait for a cold boot. A Start that
+comes while it fills still comes first (vms.pool_priority): the fill's guest
+is paused meanwhile, and the Start boots alone, not beside the pool's boots.
 
 Also the signal other apps may listen to (so that vms never imports them):
 ``vm_state_changed``, ``lab_guest_ready``."""

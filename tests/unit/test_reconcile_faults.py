@@ -22,7 +22,7 @@ from tests.conftest import World
 from tests.unit.test_domain_xml import spec
 from vms import lifecycle, reaper
 from vms.hypervisor.domain import LabMetadata
-from vms.hypervisor.errors import GuestOperationFailed, HypervisorError
+from vms.hypervisor.errors import GuestNotFound, GuestOperationFailed, HypervisorError
 from vms.hypervisor.guest import Guest, GuestState
 from vms.hypervisor.host import Host as HypervisorHost
 from vms.models import Host, LabVM, VMState
@@ -160,3 +160,26 @@ def test_a_resume_that_meets_an_error_stops_with_a_reason_and_keeps_the_disk(
     assert "Resuming failed" in vm.error_message
     assert "Your disk is kept" in vm.progress
     assert hv.find(running.domain_name) is not None, "the domain (and its disk) stay"
+
+
+def test_a_definition_that_cannot_be_read_is_a_hypervisor_error(hv: HypervisorHost) -> None:
+    guest = hv.lookup("test")
+    assert "<domain" in guest.xml()
+    with (
+        mock.patch.object(
+            libvirt.virDomain, "XMLDesc", side_effect=libvirt_error(libvirt.VIR_ERR_INTERNAL_ERROR)
+        ),
+        pytest.raises(GuestOperationFailed, match="reading the definition"),
+    ):
+        guest.xml()
+
+
+def test_a_definition_of_a_domain_gone_meanwhile_is_guest_not_found(hv: HypervisorHost) -> None:
+    guest = hv.lookup("test")
+    with (
+        mock.patch.object(
+            libvirt.virDomain, "XMLDesc", side_effect=libvirt_error(libvirt.VIR_ERR_NO_DOMAIN)
+        ),
+        pytest.raises(GuestNotFound),
+    ):
+        guest.xml()

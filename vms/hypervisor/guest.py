@@ -220,6 +220,13 @@ class Guest:
     def reset(self) -> None:
         self._call("reset", self.domain.reset, 0)
 
+    def pause(self) -> None:
+        """Stop its vCPUs where they are (memory kept): it takes no CPU until unpause()."""
+        self._call("pause", self.domain.suspend)
+
+    def unpause(self) -> None:
+        self._call("unpause", self.domain.resume)
+
     def undefine(self) -> None:
         try:
             self.domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
@@ -228,14 +235,14 @@ class Guest:
                 raise GuestOperationFailed(f"undefining {self.name} failed: {exc}") from exc
 
     def xml(self) -> str:
-        return str(self.domain.XMLDesc(0))
+        try:
+            return str(self.domain.XMLDesc(0))
+        except libvirt.libvirtError as exc:
+            raise self._failed("reading the definition", exc) from exc
 
     def disk_paths(self) -> list[Path]:
         """The files behind its disks, as its definition names them."""
-        try:
-            root = ElementTree.fromstring(self.xml())  # noqa: S314 - libvirt's own definition
-        except libvirt.libvirtError as exc:
-            raise self._failed("reading the definition", exc) from exc
+        root = ElementTree.fromstring(self.xml())  # noqa: S314 - libvirt's own definition
         return [
             Path(source.attrib["file"])
             for source in root.iterfind("./devices/disk/source")
