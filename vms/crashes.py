@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 
-from vms.events import publish_vm_event
+from vms.events import transition_and_publish
 from vms.lifecycle import vm_files
 from vms.models import LabVM, VMKind, VMState
 
@@ -54,7 +54,8 @@ def vm_crashed(*, domain_uuid: str) -> LabVM | None:
     if vm is None:
         return None
     tail = console_tail(vm_files(vm).kernel_log)
-    if not vm.transition(
+    if not transition_and_publish(
+        vm,
         VMState.RUNNING,
         VMState.CRASHED,
         progress="Crashed",
@@ -64,5 +65,4 @@ def vm_crashed(*, domain_uuid: str) -> LabVM | None:
     ):
         return None
     log.warning("VM %s: the guest's kernel panicked", vm.id)
-    publish_vm_event(vm)
     return vm

@@ -14,7 +14,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from labplatform.consumers import user_group
-from vms.models import LabVM
+from vms.models import LabVM, VMState
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +47,13 @@ def publish_vm_event(vm: LabVM, **extra: Any) -> None:
             async_to_sync(layer.group_send)(group, {"type": "user.event", "event": event})
     except Exception:  # the channel layer is best effort; the row is the truth
         log.warning("could not publish event for VM %s", vm.id, exc_info=True)
+
+
+def transition_and_publish(vm: LabVM, old: str, new: VMState, **fields: object) -> bool:
+    """Compare-and-set ``old`` -> ``new`` (LabVM.transition) and, if this
+    call made it, tell the pages. False: the row had moved on, and whoever
+    moved it tells them."""
+    if not vm.transition(old, new, **fields):
+        return False
+    publish_vm_event(vm)
+    return True

@@ -170,14 +170,15 @@ def _host_unanswered(host: Host, now: datetime, why: str) -> HostCondition:
 def host_labs_fail(*, host: Host) -> int:
     """Every live VM of a lost host turns FAILED with the reason. Nothing is
     asked of the host (it does not answer); returns how many VMs failed."""
-    from vms.events import publish_vm_event
+    from vms.events import transition_and_publish
     from vms.models import LIVE_STATES, VMState
 
     failed = 0
     for vm in LabVM.objects.filter(host=host, state__in=LIVE_STATES).select_related(
         "host", "exercise", "owner"
     ):
-        if vm.transition(
+        if transition_and_publish(
+            vm,
             vm.state,
             VMState.FAILED,
             error_code="host_unreachable",
@@ -185,7 +186,6 @@ def host_labs_fail(*, host: Host) -> int:
             progress="Failed",
         ):
             failed += 1
-            publish_vm_event(vm)
     if failed:
         log.error("host %s is lost: %d lab(s) failed", host.name, failed)
     return failed

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from vms import guests, pool
 from vms.confinement import host_disk_room_check
-from vms.events import publish_vm_event
+from vms.events import publish_vm_event, transition_and_publish
 from vms.guest_folder import GuestFolder
 from vms.guests import GuestRole, prepare_guest
 from vms.hypervisor.agent import GuestAgent
@@ -91,16 +91,6 @@ def fail(vm: LabVM, code: str, message: str) -> None:
         transition_and_publish(
             vm, vm.state, VMState.FAILED, error_code=code, error_message=message, progress="Failed"
         )
-
-
-def transition_and_publish(vm: LabVM, old: str, new: VMState, **fields: object) -> bool:
-    """Compare-and-set ``old`` -> ``new`` (LabVM.transition) and, if this
-    call made it, tell the pages. False: the row had moved on, and whoever
-    moved it tells them."""
-    if not vm.transition(old, new, **fields):
-        return False
-    publish_vm_event(vm)
-    return True
 
 
 def _run_step(

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from vms import lifecycle, pool, sandbox
 from vms.crashes import vm_crashed
-from vms.events import publish_vm_event
+from vms.events import transition_and_publish
 from vms.hosts import guest_is_ours
 from vms.hypervisor.agent import GuestAgent
 from vms.hypervisor.errors import GuestNotFound, HypervisorError
@@ -106,8 +106,7 @@ def finish_lost_step(vm: LabVM) -> None:
     guest = lifecycle.hypervisor(vm.host.uri).find(vm.domain_name) if vm.domain_uuid else None
     if vm.state in (VMState.PROVISIONING, VMState.RESUMING, VMState.RESETTING):
         if guest is not None and guest.state() == GuestState.RUNNING and _agent_answers(guest):
-            if vm.transition(vm.state, VMState.RUNNING, progress="Ready"):
-                publish_vm_event(vm)
+            transition_and_publish(vm, vm.state, VMState.RUNNING, progress="Ready")
             return
         lifecycle.fail(
             vm,
@@ -118,13 +117,11 @@ def finish_lost_step(vm: LabVM) -> None:
         return
     if vm.state == VMState.STOPPING:
         if guest is not None and guest.state() == GuestState.SHUTOFF:
-            if vm.transition(VMState.STOPPING, VMState.STOPPED, progress="Stopped"):
-                publish_vm_event(vm)
+            transition_and_publish(vm, VMState.STOPPING, VMState.STOPPED, progress="Stopped")
             return
         if guest is not None and guest.state() == GuestState.RUNNING:
             # The save never happened; the guest is fine. Back to where it was.
-            if vm.transition(VMState.STOPPING, VMState.RUNNING, progress="Ready"):
-                publish_vm_event(vm)
+            transition_and_publish(vm, VMState.STOPPING, VMState.RUNNING, progress="Ready")
             return
         lifecycle.fail(vm, "worker_lost", "The VM was lost while it was being stopped.")
 

@@ -45,7 +45,7 @@ def test_a_crash_tail_with_nul_bytes_is_stored(world: World, settings: Any, tmp_
     files = lifecycle.vm_files(vm)
     files.directory.mkdir()
     files.kernel_log.write_bytes(b"written by the student: a\x00b\nKernel panic - not syncing\n")
-    with mock.patch("vms.crashes.publish_vm_event"):
+    with mock.patch("vms.events.publish_vm_event"):
         assert vm_crashed(domain_uuid=str(vm.domain_uuid)) is not None
     vm.refresh_from_db()
     assert vm.state == VMState.CRASHED

@@ -65,7 +65,11 @@ def test_when_a_worker_takes_the_first_the_others_move_up_and_are_told(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     first, *others = start_all(world, students, django_capture_on_commit_callbacks)
-    with mock.patch("vms.lifecycle._boot"), mock.patch("vms.lifecycle.publish_vm_event"):
+    with (
+        mock.patch("vms.lifecycle._boot"),
+        mock.patch("vms.lifecycle.publish_vm_event"),
+        mock.patch("vms.events.publish_vm_event"),
+    ):
         lifecycle.provision(str(first.pk))
     assert LabVM.objects.get(pk=first.pk).state == VMState.RUNNING
     assert progress(others) == [

@@ -113,9 +113,14 @@ def lab(
 def events() -> Iterator[list[tuple[str, str]]]:
     """(state, progress) of each event the lifecycle publishes."""
     heard: list[tuple[str, str]] = []
-    with mock.patch(
-        "vms.lifecycle.publish_vm_event",
-        side_effect=lambda vm, **_extra: heard.append((vm.state, vm.progress)),
+
+    def publish(vm: LabVM, **_extra: object) -> None:
+        heard.append((vm.state, vm.progress))
+
+    # Progress is published by the lifecycle, transitions by vms.events.
+    with (
+        mock.patch("vms.lifecycle.publish_vm_event", side_effect=publish),
+        mock.patch("vms.events.publish_vm_event", side_effect=publish),
     ):
         yield heard
 

@@ -77,7 +77,7 @@ def running(world: World, settings: Any, tmp_path: Path) -> LabVM:
 
 
 def test_a_panicked_running_lab_becomes_crashed_with_its_last_lines(running: LabVM) -> None:
-    with mock.patch("vms.crashes.publish_vm_event") as publish:
+    with mock.patch("vms.events.publish_vm_event") as publish:
         vm = vm_crashed(domain_uuid=str(running.domain_uuid))
     assert vm is not None
     running.refresh_from_db()
