@@ -303,6 +303,10 @@ VM_FILE_MAX_BYTES = env_int("VM_FILE_MAX_BYTES", 16 * 1024 * 1024, minimum=1024)
 # CPU: percent of one host CPU per vCPU, for all of a guest's QEMU threads
 # (libvirt <cputune>, the guest's cgroup).
 VM_CPU_PERCENT = env_int("VM_CPU_PERCENT", 100, minimum=1)
+# When guests compete for the host's cores, a grading guest (a Submit's clean
+# guest) weighs this percent of a lab guest (cgroup cpu shares): students at
+# their consoles, and Starts booting, come before a wave of Submits.
+GRADING_CPU_WEIGHT_PERCENT = env_int("GRADING_CPU_WEIGHT_PERCENT", 25, minimum=1)
 # Memory: a guest's QEMU may use its RAM plus this much (device state, the
 # disk's page cache; under TCG its 1 GiB translation cache comes on top) before
 # its memory cgroup reclaims and, at worst, the kernel kills that QEMU alone.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from vms.hypervisor.domain import GuestLimits
+from vms.hypervisor.domain import LAB_CPU_WEIGHT, GuestLimits
 from vms.hypervisor.errors import HostDiskFull
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,17 @@ DISK_FULL_MESSAGE = (
 )
 
 
-def guest_limits() -> GuestLimits:
+def guest_limits(*, grading: bool = False) -> GuestLimits:
+    """A guest's limits; a grading guest (a Submit's clean guest) weighs less
+    than a lab guest when they compete for the host's cores
+    (GRADING_CPU_WEIGHT_PERCENT), so that a wave of Submits does not slow
+    the students working at their consoles or waiting for a Start."""
+    weight = LAB_CPU_WEIGHT
+    if grading:
+        weight = max(2, LAB_CPU_WEIGHT * settings.GRADING_CPU_WEIGHT_PERCENT // 100)
     return GuestLimits(
         cpu_percent=settings.VM_CPU_PERCENT,
+        cpu_weight=weight,
         memory_overhead_mib=settings.VM_MEMORY_OVERHEAD_MIB,
         disk_read_bytes_sec=settings.VM_DISK_READ_BYTES_PER_SEC,
         disk_write_bytes_sec=settings.VM_DISK_WRITE_BYTES_PER_SEC,

@@ -58,6 +58,7 @@ class GuestRole:
     owner: str = ""
     exercise: str = ""
     hostname: str = ""
+    grading: bool = False  # a Submit's clean guest: it yields the CPU to labs
 
 
 @dataclass
@@ -96,7 +97,7 @@ def guest_spec(
         disk=folder.disk,
         shell_log=folder.shell_log,
         kernel_log=folder.kernel_log,
-        limits=guest_limits(),
+        limits=guest_limits(grading=role.grading),
     )
 
 

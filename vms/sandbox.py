@@ -68,6 +68,7 @@ def grading_role(attempt_id: int) -> GuestRole:
         title=f"KernelLab grading of attempt {attempt_id}",
         vm_id=f"{PREFIX}{attempt_id}",
         hostname="grading",
+        grading=True,
     )
 
 

@@ -65,8 +65,7 @@ class Confined:
         return self.prepared.agent
 
     def pid(self) -> int:
-        """QEMU's pid, from libvirt's pid file for the running domain."""
-        return int(Path(f"/run/libvirt/qemu/{self.name}.pid").read_text().strip())
+        return qemu_pid(self.name)
 
     def sh(self, script: str, timeout: float = 60) -> str:
         result = self.agent.exec(["sh", "-c", script], timeout=timeout)
@@ -143,6 +142,18 @@ def cpu_quota(pid: int) -> tuple[int, int]:
         return quota, int((folder / "cpu.cfs_period_us").read_text())
     quota_text, period = (folder / "cpu.max").read_text().split()
     return (-1 if quota_text == "max" else int(quota_text)), int(period)
+
+
+def cpu_weight(pid: int) -> int:
+    """The domain's cgroup cpu weight: v1 shares, or v2 weight (libvirt maps
+    shares onto 1..10000)."""
+    folder, version = cgroup_of(pid, "cpu")
+    return int((folder / ("cpu.shares" if version == 1 else "cpu.weight")).read_text())
+
+
+def qemu_pid(domain_name: str) -> int:
+    """A running domain's QEMU pid, from libvirt's pid file."""
+    return int(Path(f"/run/libvirt/qemu/{domain_name}.pid").read_text().strip())
 
 
 def cpu_throttled(pid: int) -> int:

@@ -32,6 +32,7 @@ from labplatform.courses.models import Role
 from labplatform.courses.services import enrolment_set
 from tests.conftest import World, make_user
 from tests.integration.conftest import host_env
+from tests.integration.test_confinement import cpu_weight, qemu_pid
 from tests.integration.test_console_abuse import echo_latencies, run
 from tests.integration.test_faults import grading_domains, version_with_checker
 from tests.support.api import tar_gz
@@ -193,6 +194,13 @@ async def test_a_start_reaches_its_prompt_and_the_reaper_runs_during_a_wave_of_s
         await wait_until(
             "the grading slots to fill", lambda: running_attempts(attempts) == slots, 60, grader
         )
+
+        # The clean guests weigh less than a lab guest when cores are short.
+        def clean_guests() -> list[str]:
+            return [d for a in attempts for d in grading_domains(a.pk)]
+
+        await wait_until("a clean guest to boot", clean_guests, 60, grader)
+        grading_weight = cpu_weight(qemu_pid((await sync_to_async(clean_guests)())[0]))
         stray = vm_dir / str(uuid.uuid4())  # an orphan folder: the reaper's to remove
         stray.mkdir()
         # bob presses Start, and beat's minute strikes, while the wave is graded.
@@ -204,6 +212,7 @@ async def test_a_start_reaches_its_prompt_and_the_reaper_runs_during_a_wave_of_s
         open_at_reap = await sync_to_async(open_attempts)(attempts)
         during = await start
         open_at_prompt = await sync_to_async(open_attempts)(attempts)
+        lab_weight = cpu_weight(qemu_pid((await sync_to_async(vm_state)(during.vm)).domain_name))
         await destroyed(during.vm, workers)
 
         drained = await wait_until(
@@ -220,6 +229,8 @@ async def test_a_start_reaches_its_prompt_and_the_reaper_runs_during_a_wave_of_s
     # Submits (queued behind the full grading slots) was still open.
     assert open_at_prompt >= SUBMITS - slots, "the Start waited for the gradings"
     assert open_at_reap > 0, "the reaper waited for the gradings"
+    # Nor did his guest compete with the wave's on equal terms.
+    assert grading_weight * 4 <= lab_weight, (grading_weight, lab_weight)
     # Nothing lost: every Submit graded, nothing left behind.
     assert [(a.status, a.score) for a in graded] == [(AttemptStatus.GRADED, 10)] * SUBMITS, [
         a.reason for a in graded

@@ -29,9 +29,11 @@ from vms.hypervisor.domain import (
     LIMITS_NS,
     GuestLimits,
     LabMetadata,
+    declared_cpu_shares,
     declared_memory_hard_limit_kib,
 )
 from vms.hypervisor.errors import GuestOperationFailed, HostDiskFull
+from vms.hypervisor.guest import Guest
 from vms.hypervisor.host import Host as HypervisorHost
 from vms.models import Host, LabVM, VMState
 
@@ -53,6 +55,38 @@ def test_cpu_quota_covers_the_whole_guest_in_proportion_to_its_vcpus() -> None:
     assert root.findtext("cputune/global_period") == "100000"
     # two vCPUs at half a host CPU each: one host CPU's worth in all
     assert root.findtext("cputune/global_quota") == "100000"
+
+
+def test_a_grading_guest_weighs_less_than_a_lab_guest(settings: LazySettings) -> None:
+    """A wave of Submits competes with students at their consoles and with
+    Starts booting: when the cores are short, the labs come first."""
+    settings.GRADING_CPU_WEIGHT_PERCENT = 25
+    lab = domain(vcpus=2, limits=guest_limits())
+    grading = domain(vcpus=2, limits=guest_limits(grading=True))
+    assert lab.findtext("cputune/shares") == "2048"
+    assert grading.findtext("cputune/shares") == "512"
+    # Declared for the live cgroup too: a pool entry restored as a grading guest
+    # was saved with a lab guest's shares.
+    declared = grading.find(f"metadata/{{{LIMITS_NS}}}limits")
+    assert declared is not None
+    assert declared_cpu_shares(ET.tostring(declared, encoding="unicode")) == 512
+    # The quota, the bound, is the same for both.
+    assert lab.findtext("cputune/global_quota") == grading.findtext("cputune/global_quota")
+
+
+def test_a_started_guest_gets_its_declared_shares_live() -> None:
+    """Guest.enforce_limits sets the cgroup's shares the domain declares (the
+    test driver has no cpu shares: the call is checked on a stand-in)."""
+    guest = Guest(mock.Mock(spec=libvirt.virDomain))
+    limits = domain(limits=guest_limits(grading=True)).find(f"metadata/{{{LIMITS_NS}}}limits")
+    assert limits is not None
+    declared = ET.tostring(limits, encoding="unicode")
+    guest.domain.metadata.return_value = declared
+    guest.enforce_limits()
+    guest.domain.setSchedulerParametersFlags.assert_called_once_with(
+        {"cpu_shares": 256}, libvirt.VIR_DOMAIN_AFFECT_LIVE
+    )
+    guest.domain.destroy.assert_not_called()
 
 
 def test_disk_caps_are_the_disks_iotune() -> None:

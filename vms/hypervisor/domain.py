@@ -59,12 +59,19 @@ class LabMetadata:
         )
 
 
+# cgroup cpu shares per vCPU of a lab guest (the kernel's default weight).
+LAB_CPU_WEIGHT = 1024
+
+
 @dataclass(frozen=True)
 class GuestLimits:
     """What one guest may take of its host, and what enforces it:
 
     - CPU: ``<cputune>``, the guest's cgroup (CFS quota over all of QEMU's
-      threads: ``cpu_percent`` of one host CPU per vCPU; shares by vCPU count).
+      threads: ``cpu_percent`` of one host CPU per vCPU; ``cpu_weight`` shares
+      per vCPU when guests compete for the host's cores). Declared in the
+      metadata too and applied live after every start: a pool entry restored
+      as a grading guest takes the grading guest's weight.
     - Disk throughput and IOPS: the disk's ``<iotune>``, QEMU's own block
       throttling (0: no cap), so it holds whatever the host's cgroups allow.
     - Memory: the guest's RAM plus ``memory_overhead_mib`` for QEMU itself
@@ -77,6 +84,7 @@ class GuestLimits:
     """
 
     cpu_percent: int = 100
+    cpu_weight: int = LAB_CPU_WEIGHT
     memory_overhead_mib: int = 512
     disk_read_bytes_sec: int = 0
     disk_write_bytes_sec: int = 0
@@ -86,6 +94,8 @@ class GuestLimits:
     def __post_init__(self) -> None:
         if not 1 <= self.cpu_percent <= 100:
             raise ValueError(f"cpu_percent {self.cpu_percent} is out of range (1..100)")
+        if not 2 <= self.cpu_weight <= 4096:
+            raise ValueError(f"cpu_weight {self.cpu_weight} is out of range (2..4096)")
         if self.memory_overhead_mib < 64:
             raise ValueError(f"memory overhead {self.memory_overhead_mib} MiB is below 64 MiB")
         for name in ("read_bytes", "write_bytes", "read_iops", "write_iops"):
@@ -127,6 +137,9 @@ class DomainSpec:
         translation_cache = TCG_TRANSLATION_CACHE_MIB if self.virt_type == "qemu" else 0
         return (self.memory_mib + self.limits.memory_overhead_mib + translation_cache) * 1024
 
+    def cpu_shares(self) -> int:
+        return self.limits.cpu_weight * self.vcpus
+
     def to_xml(self) -> str:
         domain = ET.Element("domain", type=self.virt_type)
         _text(domain, "name", self.name)
@@ -134,10 +147,10 @@ class DomainSpec:
         _text(domain, "title", self.title)
         metadata = ET.SubElement(domain, "metadata")
         metadata.append(self.metadata.to_element())
-        metadata.append(_limits_metadata(self.memory_hard_limit_kib()))
+        metadata.append(_limits_metadata(self.memory_hard_limit_kib(), self.cpu_shares()))
         _text(domain, "memory", str(self.memory_mib), unit="MiB")
         _text(domain, "vcpu", str(self.vcpus), placement="static")
-        _cputune(domain, self.vcpus, self.limits)
+        _cputune(domain, self.vcpus, self.cpu_shares(), self.limits)
 
         os_el = ET.SubElement(domain, "os")
         _text(os_el, "type", "hvm", arch="x86_64", machine="pc")
@@ -194,12 +207,12 @@ class DomainSpec:
 CPU_PERIOD_US = 100_000
 
 
-def _cputune(domain: ET.Element, vcpus: int, limits: GuestLimits) -> None:
-    """Shares in proportion to vCPUs when guests compete; a quota over the
+def _cputune(domain: ET.Element, vcpus: int, shares: int, limits: GuestLimits) -> None:
+    """Shares (its weight per vCPU) when guests compete; a quota over the
     whole QEMU process (vCPU threads, emulator and I/O threads alike), so that
     a guest never takes more than its vCPUs' worth of host CPU."""
     cputune = ET.SubElement(domain, "cputune")
-    _text(cputune, "shares", str(1024 * vcpus))
+    _text(cputune, "shares", str(shares))
     _text(cputune, "global_period", str(CPU_PERIOD_US))
     _text(cputune, "global_quota", str(CPU_PERIOD_US * vcpus * limits.cpu_percent // 100))
 
@@ -223,10 +236,11 @@ def _iotune(disk: ET.Element, limits: GuestLimits) -> None:
 TCG_TRANSLATION_CACHE_MIB = 1024
 
 
-def _limits_metadata(memory_hard_limit_kib: int) -> ET.Element:
+def _limits_metadata(memory_hard_limit_kib: int, cpu_shares: int) -> ET.Element:
     element = ET.Element(f"{{{LIMITS_NS}}}limits")
     hard_limit = ET.SubElement(element, f"{{{LIMITS_NS}}}memory-hard-limit", unit="KiB")
     hard_limit.text = str(memory_hard_limit_kib)
+    ET.SubElement(element, f"{{{LIMITS_NS}}}cpu-shares").text = str(cpu_shares)
     return element
 
 
@@ -240,9 +254,19 @@ def log_files(xml: str) -> list[Path]:
 def declared_memory_hard_limit_kib(text: str) -> int | None:
     """The memory hard limit in what libvirt returns for our limits element
     (children without their namespace, as in LabMetadata.from_xml)."""
+    return _declared(text, "memory-hard-limit")
+
+
+def declared_cpu_shares(text: str) -> int | None:
+    """The guest's cpu shares in our limits element (None: declared before
+    weights were)."""
+    return _declared(text, "cpu-shares")
+
+
+def _declared(text: str, tag: str) -> int | None:
     root = ET.fromstring(text)  # noqa: S314 - libvirt's own output about our domain
     for child in root:
-        if child.tag.rpartition("}")[2] == "memory-hard-limit" and (child.text or "").strip():
+        if child.tag.rpartition("}")[2] == tag and (child.text or "").strip():
             return int((child.text or "").strip())
     return None
 

@@ -16,6 +16,7 @@ from vms.hypervisor.domain import (
     LIMITS_NS,
     METADATA_NS,
     LabMetadata,
+    declared_cpu_shares,
     declared_memory_hard_limit_kib,
 )
 from vms.hypervisor.errors import GuestNotFound, GuestOperationFailed, HypervisorError
@@ -132,28 +133,50 @@ class Guest:
     # -- confinement (vms.hypervisor.domain.GuestLimits) -----------------------------
 
     def enforce_limits(self) -> None:
-        """Apply the memory hard limit the domain declares to its running QEMU
-        (its memory cgroup), right after it starts. A guest that cannot be
-        bounded does not keep running: it is destroyed and the start fails."""
+        """Apply the memory hard limit and the cpu shares the domain declares
+        to its running QEMU (its memory and cpu cgroups), right after it
+        starts. A guest that cannot be bounded does not keep running: it is
+        destroyed and the start fails. Shares are a weight, not a bound (the
+        CPU quota is in the definition): a host that cannot set them keeps
+        the guest, and says so."""
         try:
-            hard_limit = self._declared_memory_hard_limit_kib()
-            if hard_limit is None:
+            declared = self._declared_limits()
+            if declared is None:
                 return  # not one of ours, or made before limits were declared
-            self._set_memory_hard_limit(hard_limit)
+            hard_limit = declared_memory_hard_limit_kib(declared)
+            if hard_limit is not None:
+                self._set_memory_hard_limit(hard_limit)
         except HypervisorError:
             self.destroy()
             raise
-
-    def _declared_memory_hard_limit_kib(self) -> int | None:
+        shares = declared_cpu_shares(declared)
+        if shares is None:
+            return
         try:
-            text = self.domain.metadata(
-                libvirt.VIR_DOMAIN_METADATA_ELEMENT, LIMITS_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE
+            self._call(
+                "setting the cpu shares",
+                self.domain.setSchedulerParametersFlags,
+                {"cpu_shares": shares},
+                libvirt.VIR_DOMAIN_AFFECT_LIVE,
+            )
+        except HypervisorError as exc:  # libvirt's test driver has no cpu_shares
+            log.warning("%s", exc)
+
+    def _declared_limits(self) -> str | None:
+        try:
+            return str(
+                self.domain.metadata(
+                    libvirt.VIR_DOMAIN_METADATA_ELEMENT, LIMITS_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE
+                )
             )
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
                 return None
             raise self._failed("reading the declared limits", exc) from exc
-        return declared_memory_hard_limit_kib(text)
+
+    def _declared_memory_hard_limit_kib(self) -> int | None:
+        declared = self._declared_limits()
+        return None if declared is None else declared_memory_hard_limit_kib(declared)
 
     def _set_memory_hard_limit(self, kib: int) -> None:
         self._call(
