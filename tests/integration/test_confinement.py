@@ -34,6 +34,7 @@ from vms import lifecycle, pool, services
 from vms.guest_folder import GuestFolder
 from vms.guests import GuestRole, PreparedGuest, discard, pool_add_entry, prepare_guest
 from vms.hypervisor.agent import GuestAgent
+from vms.hypervisor.domain import LAB_CPU_WEIGHT
 from vms.hypervisor.overlay import disk_info
 from vms.images import BuiltImage
 from vms.models import VMState
@@ -49,6 +50,7 @@ LIMITS = {
     "VM_DISK_WRITE_BYTES_PER_SEC": 2 * MIB,
     "VM_DISK_READ_IOPS": 0,
     "VM_DISK_WRITE_IOPS": 300,
+    "GRADING_CPU_WEIGHT_PERCENT": 25,
 }
 
 
@@ -75,9 +77,10 @@ class Confined:
 
 @pytest.fixture(scope="module")
 def confined(lab_image: BuiltImage) -> Iterator[Confined]:
-    """A lab guest restored from a warm-pool entry, with LIMITS. The entry is
-    booted with the default limits (a halved CPU would double the boot), so the
-    restore also shows that a pool entry takes on the limits of its new domain."""
+    """A grading guest restored from a warm-pool entry, with LIMITS. The entry
+    is booted with the default limits (a halved CPU would double the boot) and
+    a lab guest's CPU weight, so the restore also shows that a pool entry takes
+    on the limits and weight of its new domain."""
     root = TEST_VM_ROOT / f"confine-{uuid.uuid4().hex[:8]}"
     root.mkdir(parents=True, mode=0o755)
     hv = lifecycle.hypervisor("qemu:///system")
@@ -91,7 +94,9 @@ def confined(lab_image: BuiltImage) -> Iterator[Confined]:
                     hv,
                     profile,
                     GuestFolder(root / "lab"),
-                    GuestRole(title="KernelLab confinement test", vm_id="confinement-test"),
+                    GuestRole(
+                        title="KernelLab confinement test", vm_id="confinement-test", grading=True
+                    ),
                     boot_timeout=180,
                     use_pool=True,
                     persistent=True,
@@ -191,6 +196,12 @@ def test_qemu_runs_as_an_unprivileged_user(confined: Confined) -> None:
 
 def test_the_guests_cpu_cgroup_has_its_quota(confined: Confined) -> None:
     assert cpu_quota(confined.pid()) == (25_000, 100_000)
+
+
+def test_a_pool_entry_restored_as_a_grading_guest_weighs_a_quarter_of_a_lab_guest(
+    confined: Confined,
+) -> None:
+    assert cpu_weight(confined.pid()) == LAB_CPU_WEIGHT * 25 // 100
 
 
 def test_a_cpu_hog_in_the_guest_gets_no_more_than_its_quota(confined: Confined) -> None:
