@@ -422,19 +422,20 @@ def pool_fill(
     size: int,
     boot_timeout: float,
     students_waiting: StudentsWaiting | None = None,
+    students_booting: StudentsWaiting | None = None,
 ) -> PoolFill:
     """Top the pool up to ``size`` entries. Students come first: while
     ``students_waiting()`` says so, no new entry is begun (the result says the
-    fill yielded, for the caller to try again later) and the one under way is
-    paused. Entries other workers are building count, so concurrent fills do
-    not overshoot."""
+    fill yielded, for the caller to try again later), and while
+    ``students_booting()`` does, the one under way is paused. Entries other
+    workers are building count, so concurrent fills do not overshoot."""
     added = 0
     while pool.ready_count(profile) + pool.building_count(profile) < size:
         if students_waiting is not None and students_waiting():
             log.info("pool %s: a student waits for a cold boot; refilling later", profile.key)
             return PoolFill(added, yielded=True)
         started = time.monotonic()
-        pool_add_entry(hv, profile, boot_timeout=boot_timeout, students_waiting=students_waiting)
+        pool_add_entry(hv, profile, boot_timeout=boot_timeout, students_waiting=students_booting)
         added += 1
         log.info("pool %s: added an entry in %.1fs", profile.key, time.monotonic() - started)
     return PoolFill(added)

@@ -303,7 +303,7 @@ def pool_fill(host_name: str, memory_mib: int, vcpus: int) -> int:
     """Top the host's pool up; a student's Start comes first (vms.pool_priority):
     a refill that yields is queued again, until the Starts are through."""
     from vms.models import Host
-    from vms.pool_priority import students_wait_for_a_cold_boot
+    from vms.pool_priority import students_boot_cold, students_wait_for_a_cold_boot
 
     host = Host.objects.get(name=host_name)
     try:
@@ -318,6 +318,7 @@ def pool_fill(host_name: str, memory_mib: int, vcpus: int) -> int:
         size=settings.VM_POOL_SIZE,
         boot_timeout=settings.VM_BOOT_TIMEOUT_SECONDS,
         students_waiting=lambda: students_wait_for_a_cold_boot(host=host, profile=profile),
+        students_booting=lambda: students_boot_cold(host=host),
     )
     if fill.yielded:
         refill_pool_later(host, memory_mib, vcpus, retry=True)

@@ -10,9 +10,17 @@ is paused until the Starts are through (vms.guests.YieldToStudents).
 A Start waits for a cold boot when it is booting one now, or when it waits
 for a worker and the pool's ready entries will not go round the Starts
 waiting. A Start being restored from the pool is quick and does not count.
+
+Only a cold boot under way pauses a refill's guest: a Start still queued may
+be waiting for the very worker that runs the refill (one worker taking every
+queue of a host, as the tests' and small installs' do), and pausing for it
+would hold both until the pause limit. A queued Start only keeps the refill
+from beginning its next entry.
 """
 
 from __future__ import annotations
+
+from django.db.models import QuerySet
 
 from vms import pool
 from vms.guests import COLD_BOOT_STEPS
@@ -26,11 +34,26 @@ def refill_must_yield(*, waiting: int, booting_cold: int, ready: int) -> bool:
 
 
 def students_wait_for_a_cold_boot(*, host: Host, profile: pool.Profile) -> bool:
-    labs = LabVM.objects.filter(host=host, kind=VMKind.LAB)
-    waiting = labs.filter(state=VMState.REQUESTED).count()
-    booting_cold = labs.filter(
-        state__in=(VMState.PROVISIONING, VMState.RESETTING), progress__in=COLD_BOOT_STEPS
-    ).count()
+    """Whether a refill must not begin a new entry now."""
+    waiting = _labs(host).filter(state=VMState.REQUESTED).count()
     return refill_must_yield(
-        waiting=waiting, booting_cold=booting_cold, ready=pool.ready_count(profile)
+        waiting=waiting, booting_cold=_booting_cold(host), ready=pool.ready_count(profile)
+    )
+
+
+def students_boot_cold(*, host: Host) -> bool:
+    """Whether a refill's guest under way must pause now: a Start (or Reset)
+    on the host is in its cold boot."""
+    return _booting_cold(host) > 0
+
+
+def _labs(host: Host) -> QuerySet[LabVM]:
+    return LabVM.objects.filter(host=host, kind=VMKind.LAB)
+
+
+def _booting_cold(host: Host) -> int:
+    return (
+        _labs(host)
+        .filter(state__in=(VMState.PROVISIONING, VMState.RESETTING), progress__in=COLD_BOOT_STEPS)
+        .count()
     )

@@ -81,6 +81,14 @@ def test_a_refill_booting_is_paused_while_a_start_waits_and_saved_running_after(
         guest = building_guest(profile)
         assert guest is not None
         vm = services.lab_start(user=world.alice, assignment=world.hello)
+        # Queued, it only keeps the refill from beginning another entry (the
+        # worker it waits for may be the refill's own): no pause yet.
+        time.sleep(2)
+        assert guest.state() == GuestState.RUNNING
+        # A lab worker takes it and boots it cold.
+        LabVM.objects.filter(pk=vm.pk).update(
+            state=VMState.PROVISIONING, progress=guests.BOOTING_THE_KERNEL
+        )
         wait_until(lambda: guest.state() == GuestState.PAUSED, "paused for the Start", 10)
         time.sleep(2)
         assert guest.state() == GuestState.PAUSED, "stays paused while the Start waits"

@@ -28,7 +28,7 @@ from vms.guests import BOOTING_THE_KERNEL, WAITING_FOR_THE_GUEST, YieldToStudent
 from vms.hypervisor.guest import Guest, GuestState
 from vms.hypervisor.host import Host as HypervisorHost
 from vms.models import Host, LabVM, VMState, domain_name_for
-from vms.pool_priority import refill_must_yield, students_wait_for_a_cold_boot
+from vms.pool_priority import refill_must_yield, students_boot_cold, students_wait_for_a_cold_boot
 
 BUILD_DEADLINE = 600.0
 
@@ -118,6 +118,43 @@ def test_starts_on_another_host_do_not_count(world: World, profile: pool.Profile
     other = Host.objects.create(name="other", uri="test:///default")
     assert students_wait_for_a_cold_boot(host=vm.host, profile=profile)
     assert not students_wait_for_a_cold_boot(host=other, profile=profile)
+
+
+@pytest.mark.django_db
+def test_only_a_cold_boot_under_way_pauses_a_refills_guest(
+    world: World, profile: pool.Profile
+) -> None:
+    """A queued Start may wait for the refill's own worker (one worker taking
+    every queue): pausing for it would hold both until the pause limit."""
+    vm = start(world)
+    assert students_wait_for_a_cold_boot(host=vm.host, profile=profile)  # no new entry
+    assert not students_boot_cold(host=vm.host)  # but no pause
+    set_state(vm, VMState.PROVISIONING, guests.BOOTING_THE_KERNEL)
+    assert students_boot_cold(host=vm.host)
+
+
+def test_the_guest_under_way_pauses_for_booting_students_only(
+    profile: pool.Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[object] = []
+
+    def add(_hv: HypervisorHost, profile: pool.Profile, **kwargs: object) -> GuestFolder:
+        asked.append(kwargs["students_waiting"])
+        return saved_entry(profile)
+
+    def booting() -> bool:
+        return False
+
+    monkeypatch.setattr(guests, "pool_add_entry", add)
+    guests.pool_fill(
+        mock.Mock(),
+        profile,
+        size=1,
+        boot_timeout=60,
+        students_waiting=lambda: False,
+        students_booting=booting,
+    )
+    assert asked == [booting]
 
 
 # -- the fill: no new boot while students wait ---------------------------------------------
