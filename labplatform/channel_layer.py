@@ -36,6 +36,12 @@ class RedisChannelLayer(_RedisChannelLayer):
                 message: dict[str, Any] = await super().receive(channel)
                 return message
             except REDIS_AWAY as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # channels_redis's clean-up of a cancelled receive re-raises
+                    # a helper task's connection error in place of the
+                    # cancellation: the consumer is ending, not waiting.
+                    raise asyncio.CancelledError from exc
                 log.warning("channel layer: Redis unreachable (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)

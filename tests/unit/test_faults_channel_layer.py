@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from channels_redis.core import RedisChannelLayer as PlainRedisChannelLayer
@@ -53,3 +54,30 @@ async def test_leaving_a_group_while_redis_is_away_does_not_raise() -> None:
     with pytest.raises(RedisConnectionError):  # what channels_redis alone does
         await PlainRedisChannelLayer(hosts=[url]).group_discard("vm-1", "specific.x!y")
     await RedisChannelLayer(hosts=[url]).group_discard("vm-1", "specific.x!y")
+
+
+async def test_a_cancelled_receive_ends_even_when_cancelling_meets_a_redis_error() -> None:
+    """channels_redis cleans up a cancelled receive by reading its helper
+    tasks' results, and one that failed on a broken connection re-raises that
+    error in place of the cancellation. A retry on it swallowed the
+    cancellation: the consumer's task never ended, and a test's event loop
+    waited for it for ever at teardown (seen once in a full CI run)."""
+
+    async def receive(self: object, channel: str) -> dict[str, object]:
+        try:
+            await asyncio.Event().wait()  # nothing arrives
+        except asyncio.CancelledError:
+            raise RedisConnectionError("Connection closed by server.") from None
+        raise AssertionError("unreachable")
+
+    layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"])
+    with mock.patch.object(PlainRedisChannelLayer, "receive", receive):
+        receiving = asyncio.create_task(layer.receive("specific.x!y"))
+        await asyncio.sleep(0.1)
+        receiving.cancel()
+        await asyncio.wait({receiving}, timeout=2)  # (wait_for would wait with it)
+        ended = receiving.done()
+        if not ended:  # let the test end: a retrying receive waits on
+            receiving.get_loop().call_soon(receiving.cancel)
+        assert ended, "the cancelled receive went on retrying"
+        assert receiving.cancelled()
