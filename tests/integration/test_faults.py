@@ -108,6 +108,17 @@ def grading_domains(attempt_id: int) -> list[str]:
     return domains_named(f"{sandbox.PREFIX}{attempt_id}")
 
 
+def check_now(world: World) -> tuple[Attempt, float]:
+    """Alice's Check, graded here and now: the attempt as it ended, and the
+    seconds its grading took."""
+    attempt = attempt_start(user=world.alice, assignment=world.hello, kind=AttemptKind.CHECK)
+    began = time.monotonic()
+    grade(attempt.id)
+    seconds = time.monotonic() - began
+    attempt.refresh_from_db()
+    return attempt, seconds
+
+
 def pool_children(worker: Process) -> list[int]:
     found = subprocess.run(
         ["pgrep", "-P", str(worker.popen.pid)], capture_output=True, text=True, check=False
@@ -425,11 +436,7 @@ def test_a_guest_agent_answering_garbage_gives_a_clear_error_in_time(
         call_seconds = time.monotonic() - began
         assert call_seconds < 10 + 5 + 5, "an agent call outlived its timeout"
 
-        attempt = attempt_start(user=world.alice, assignment=world.hello, kind=AttemptKind.CHECK)
-        began = time.monotonic()
-        grade(attempt.id)
-        check_seconds = time.monotonic() - began
-        attempt.refresh_from_db()
+        attempt, check_seconds = check_now(world)
         print(
             f"garbage agent: call failed in {call_seconds:.1f}s ({failed.value}); "
             f"Check -> {attempt.status} in {check_seconds:.1f}s: {attempt.reason[:200]!r}"
@@ -476,13 +483,7 @@ async def test_a_fork_bomb_stays_in_its_guest(
             )
             await asyncio.sleep(5)  # the bomb fills its unit's task limit
             during = await echo_latencies(other, 20)
-            attempt = await sync_to_async(attempt_start)(
-                user=world.alice, assignment=world.hello, kind=AttemptKind.CHECK
-            )
-            began = time.monotonic()
-            await sync_to_async(grade)(attempt.id)
-            check_seconds = time.monotonic() - began
-            await sync_to_async(attempt.refresh_from_db)()
+            attempt, check_seconds = await sync_to_async(check_now)(world)
             await other.close()
         p50_before, p50_during = statistics.median(before), statistics.median(during)
         print(

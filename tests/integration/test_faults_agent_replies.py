@@ -21,12 +21,10 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from exercises.grading.engine import grade
-from exercises.models import Attempt, AttemptKind, AttemptStatus
-from exercises.services import attempt_start
+from exercises.models import Attempt, AttemptStatus
 from tests.conftest import World
 from tests.integration.test_console_abuse import destroy, echo_latencies, run
-from tests.integration.test_faults import SLOW_PASSING_CHECKER, version_with_checker
+from tests.integration.test_faults import SLOW_PASSING_CHECKER, check_now, version_with_checker
 from tests.integration.test_faults_disk import nothing_left_after_the_reaper
 from tests.integration.test_vm_lifecycle import agent_of, started
 from tests.support.console_client import ConsoleClient
@@ -143,14 +141,6 @@ def call_failed(agent: GuestAgent) -> tuple[float, str]:
     raise AssertionError(f"the call succeeded: {str(answer)[:200]!r}")
 
 
-def checked(world: World) -> tuple[Attempt, float]:
-    attempt = attempt_start(user=world.alice, assignment=world.hello, kind=AttemptKind.CHECK)
-    began = time.monotonic()
-    grade(attempt.id)
-    attempt.refresh_from_db()
-    return attempt, time.monotonic() - began
-
-
 def libvirtd_rss() -> float:
     return rss_mib(int(LIBVIRTD_PID_FILE.read_text().split()[0]))
 
@@ -186,7 +176,7 @@ async def test_a_slow_then_huge_answering_guest_agent_gives_clear_errors_in_time
             # The student makes it slow, at the prompt.
             await run(term, "echo slow > /run/fake-agent-mode; echo mode-$((2+3))", b"mode-5")
             slow_call, slow_error = await sync_to_async(call_failed)(agent)
-            slow_check, slow_check_seconds = await sync_to_async(checked)(world)
+            slow_check, slow_check_seconds = await sync_to_async(check_now)(world)
             slow_echo = await echo_latencies(term, 10)
 
             # The student switches the fake to huge replies, at the prompt.
@@ -194,7 +184,7 @@ async def test_a_slow_then_huge_answering_guest_agent_gives_clear_errors_in_time
             libvirtd_before, mine_before = libvirtd_rss(), rss_mib(os.getpid())
             huge_call, huge_error = await sync_to_async(call_failed)(agent)
             libvirtd_after, mine_after = libvirtd_rss(), rss_mib(os.getpid())
-            huge_check, huge_check_seconds = await sync_to_async(checked)(world)
+            huge_check, huge_check_seconds = await sync_to_async(check_now)(world)
             await run(term, "echo alive-$((2+3))", b"alive-5")
             huge_echo = await echo_latencies(term, 10)
             mark = len(term.output)

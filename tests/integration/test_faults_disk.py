@@ -18,12 +18,10 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
-from exercises.grading.engine import grade
-from exercises.models import AttemptKind, AttemptStatus
-from exercises.services import attempt_start
+from exercises.models import AttemptStatus
 from tests.conftest import World
 from tests.integration.test_console_abuse import echo_latencies, run
-from tests.integration.test_faults import version_with_checker
+from tests.integration.test_faults import check_now, version_with_checker
 from tests.integration.test_vm_lifecycle import started
 from tests.support.console_client import ConsoleClient
 from tests.support.processes import asgi_server_process
@@ -91,13 +89,7 @@ async def test_a_guest_that_fills_its_disk_leaves_the_host_and_its_console_alone
             await term.close()
         _, after = qcow2_sizes(overlay)
 
-        attempt = await sync_to_async(attempt_start)(
-            user=world.alice, assignment=world.hello, kind=AttemptKind.CHECK
-        )
-        began = time.monotonic()
-        await sync_to_async(grade)(attempt.id)
-        check_seconds = time.monotonic() - began
-        await sync_to_async(attempt.refresh_from_db)()
+        attempt, check_seconds = await sync_to_async(check_now)(world)
         results = await sync_to_async(lambda: list(attempt.results.values("passed", "message")))()
         print(
             f"\nfull guest disk: dd to ENOSPC in {fill_seconds:.1f}s; overlay "
