@@ -259,7 +259,7 @@ class PoolFill:
 
 
 class YieldToStudents:
-    """While a pool entry boots, pause its guest whenever ``students_waiting()``
+    """While a pool entry boots, pause its guest whenever ``students_booting()``
     says so, and let it run again when it does not (or once it has been paused
     ``max_pause`` seconds in all). A paused guest takes no CPU, so a student's
     cold boot has the host's cores to itself.
@@ -274,13 +274,13 @@ class YieldToStudents:
         hv: HypervisorHost,
         domain_uuid: uuid.UUID,
         building: GuestFolder,
-        students_waiting: StudentsWaiting,
+        students_booting: StudentsWaiting,
         *,
         poll: float = POOL_YIELD_POLL_SECONDS,
         max_pause: float = POOL_MAX_PAUSE_SECONDS,
     ) -> None:
         self._hv, self._name, self._building = hv, domain_name_for(domain_uuid), building
-        self._students_waiting = students_waiting
+        self._students_booting = students_booting
         self._poll, self._max_pause = poll, max_pause
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"pool-yield-{domain_uuid}")
@@ -309,7 +309,7 @@ class YieldToStudents:
             try:
                 self._carry_on()
             finally:
-                connections.close_all()  # this thread's own, if students_waiting used them
+                connections.close_all()  # this thread's own, if students_booting used them
 
     def _step(self) -> None:
         pool.building_alive(self._building)
@@ -322,7 +322,7 @@ class YieldToStudents:
 
     def _asked(self) -> bool:
         try:
-            return self._students_waiting()
+            return self._students_booting()
         except Exception:  # a refill must not stall on a failed count
             log.exception("pool: could not tell whether students wait; carrying on")
             return False
@@ -367,17 +367,17 @@ def save_new_guest(
     domain_uuid: uuid.UUID,
     *,
     boot_timeout: float,
-    students_waiting: StudentsWaiting | None = None,
+    students_booting: StudentsWaiting | None = None,
 ) -> None:
     """Boot a guest in ``building``, let it settle at its prompt and save it
     there (its state file); the guest is gone afterwards. A restore must
-    keep its uuid. With ``students_waiting``, the guest yields to them while
+    keep its uuid. With ``students_booting``, the guest yields to them while
     it boots (YieldToStudents), and its waits allow for the pauses."""
     timeout = boot_timeout
     yielding: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-    if students_waiting is not None:
+    if students_booting is not None:
         timeout += POOL_MAX_PAUSE_SECONDS
-        yielding = YieldToStudents(hv, domain_uuid, building, students_waiting)
+        yielding = YieldToStudents(hv, domain_uuid, building, students_booting)
     try:
         with yielding:  # on leaving, the guest runs again: only then is it saved
             prepared = prepare_guest(
@@ -395,7 +395,7 @@ def pool_add_entry(
     profile: pool.Profile,
     *,
     boot_timeout: float,
-    students_waiting: StudentsWaiting | None = None,
+    students_booting: StudentsWaiting | None = None,
 ) -> GuestFolder:
     """One more saved guest in the pool."""
     domain_uuid = uuid.uuid4()
@@ -408,7 +408,7 @@ def pool_add_entry(
             building,
             domain_uuid,
             boot_timeout=boot_timeout,
-            students_waiting=students_waiting,
+            students_booting=students_booting,
         )
         return GuestFolder(pool.publish(building, domain_uuid, profile))
     finally:
@@ -435,7 +435,7 @@ def pool_fill(
             log.info("pool %s: a student waits for a cold boot; refilling later", profile.key)
             return PoolFill(added, yielded=True)
         started = time.monotonic()
-        pool_add_entry(hv, profile, boot_timeout=boot_timeout, students_waiting=students_booting)
+        pool_add_entry(hv, profile, boot_timeout=boot_timeout, students_booting=students_booting)
         added += 1
         log.info("pool %s: added an entry in %.1fs", profile.key, time.monotonic() - started)
     return PoolFill(added)

@@ -139,7 +139,7 @@ def test_the_guest_under_way_pauses_for_booting_students_only(
     asked: list[object] = []
 
     def add(_hv: HypervisorHost, profile: pool.Profile, **kwargs: object) -> GuestFolder:
-        asked.append(kwargs["students_waiting"])
+        asked.append(kwargs["students_booting"])
         return saved_entry(profile)
 
     def booting() -> bool:
