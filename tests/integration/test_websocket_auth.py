@@ -3,6 +3,9 @@ and the real Redis channel layer."""
 
 from __future__ import annotations
 
+import asyncio
+import random
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -66,3 +69,26 @@ async def test_signed_in_user_receives_only_their_events(world: World) -> None:
     assert await bob_ws.receive_nothing(timeout=0.5)
     await alice_ws.disconnect()
     await bob_ws.disconnect()
+
+
+async def test_consumers_cancelled_at_any_moment_end(world: World) -> None:
+    """A consumer receives from the channel layer from its first moment, a
+    refused one too, and a server cancels it when its client goes. Cancelled
+    as one of redis-py's commands completes, Python 3.11 lost the cancellation
+    and the consumer received for ever (labplatform.channel_layer); a test's
+    event loop then waited for it at teardown. Cancel at many moments: every
+    consumer must end."""
+    rounds = 400
+    for round_ in range(rounds):
+        communicators = [
+            WebsocketCommunicator(application, "/ws/events/", headers=[GOOD_ORIGIN])
+            for _ in range(3)
+        ]
+        for communicator in communicators:
+            assert not (await communicator.connect())[0]  # no session: refused
+        await asyncio.sleep(random.choice([0, 0, 0.001, 0.003, 0.01, 0.03]))
+        apps = {communicator.future for communicator in communicators}
+        for app in apps:
+            app.cancel()
+        _, running = await asyncio.wait(apps, timeout=10)
+        assert not running, f"round {round_ + 1}: {len(running)} of 3 cancelled consumers still run"

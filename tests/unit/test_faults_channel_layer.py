@@ -81,3 +81,34 @@ async def test_a_cancelled_receive_ends_even_when_cancelling_meets_a_redis_error
             receiving.get_loop().call_soon(receiving.cancel)
         assert ended, "the cancelled receive went on retrying"
         assert receiving.cancelled()
+
+
+async def test_a_cancelled_receive_ends_even_when_the_cancellation_is_lost() -> None:
+    """Python 3.11's asyncio.wait_for drops a cancellation that arrives as the
+    awaited operation completes, and redis-py sends every command through it:
+    channels_redis's receive then went on with its next BZPOPMIN, for ever.
+    Here the first cancellation is lost the same way."""
+    lost = 0
+
+    async def receive(self: object, channel: str) -> dict[str, object]:
+        nonlocal lost
+        while True:
+            try:
+                await asyncio.sleep(0.01)  # one BZPOPMIN after another
+            except asyncio.CancelledError:
+                if lost:
+                    raise
+                lost += 1  # what wait_for does with it on 3.11
+
+    layer = RedisChannelLayer(hosts=[f"redis://127.0.0.1:{free_port()}/0"])
+    with mock.patch.object(PlainRedisChannelLayer, "receive", receive):
+        receiving = asyncio.create_task(layer.receive("specific.x!y"))
+        await asyncio.sleep(0.05)
+        receiving.cancel()
+        await asyncio.wait({receiving}, timeout=2)
+        ended = receiving.done()
+        if not ended:  # let the test end
+            receiving.get_loop().call_soon(receiving.cancel)
+        assert lost == 1
+        assert ended, "the cancelled receive went on receiving"
+        assert receiving.cancelled()
