@@ -5,7 +5,7 @@
 Each run fills the warm pool with one saved guest (untimed), then Starts a lab
 as the platform does: services.lab_start (the row, REQUESTED), then the
 worker's step (lifecycle.provision, run here in-process so that its steps can
-be read: claim, restore, agent, clock, personalise, starter files, the state
+be read: claim, restore, agent, clock and hostname, starter files, the state
 change to RUNNING), then what the page does once it hears "Running": a
 console token and the websocket through a real ASGI server and the console
 hub, and a command typed at the prompt and seen answered ("first answer":

@@ -174,17 +174,6 @@ def profile_for(host_uri: str, image: BuiltImage, memory_mib: int, vcpus: int) -
 # empty line typed into hvc0, TIOCSTI): its next prompt reads the new hostname
 # (the image's /etc/profile.d/kernellab-prompt.sh), and shows in the console at
 # once, with no getty and login to start again.
-PERSONALISE = (
-    'hostname "$1" && echo "$1" > /etc/hostname && '
-    'perl -e \'open(my $t, "<", "/dev/hvc0") or die $!; my $c = "\\n"; '
-    "ioctl($t, 0x5412, $c) or die $!'"
-)
-
-
-def _personalise_argv(hostname: str) -> list[str]:
-    return ["sh", "-c", PERSONALISE, "personalise", hostname]
-
-
 def _set_domain_uuid(vm: LabVM, domain_uuid: uuid.UUID) -> None:
     """Recorded before the domain exists, so that a cleanup after a crash
     in the next step knows which domain to look for."""
@@ -235,13 +224,7 @@ def _boot(vm: LabVM) -> list[tuple[str, float]]:
         on_domain=lambda domain_uuid: holds.append(_domain_known(vm, domain_uuid)),
         progress=lambda text: _progress(vm, text),
     )
-    steps += prepared.steps
-    if prepared.from_pool:
-        mark = time.monotonic()
-        done = prepared.agent.exec(_personalise_argv(vm.hostname), timeout=30)
-        if done.exit_code != 0:
-            raise HypervisorError(f"renaming the guest failed: {done.stderr[-300:]!r}")
-        steps.append(("personalise", time.monotonic() - mark))
+    steps += prepared.steps  # a restored guest has its clock and the VM's hostname
     mark = time.monotonic()
     _place_starter(vm, prepared.agent)
     steps.append(("starter files", time.monotonic() - mark))

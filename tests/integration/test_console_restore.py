@@ -36,7 +36,7 @@ RESTORES = 5
 # poll cost up to 1 s), not a benchmark.
 FIRST_ECHO_BOUND = 0.3
 # A lab's page opens its console about this long after prepare_guest
-# returned (personalise, starter files, RUNNING, console token: README).
+# returned (starter files, RUNNING, console token: README).
 PAGE_OPENS_AFTER = 0.5
 
 

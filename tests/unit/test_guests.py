@@ -5,6 +5,7 @@ and the warm pool's claim. Real guests: tests/integration/test_vm_pool_and_fault
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,9 @@ import pytest
 from vms import guests, pool
 from vms.guest_folder import GuestFolder
 from vms.guests import GuestRole, prepare_guest
+from vms.guests import _wake as wake  # the fixture below replaces guests._wake
+from vms.hypervisor.agent import ExecResult
+from vms.hypervisor.errors import AgentProtocolError
 from vms.hypervisor.guest import Guest, GuestState
 from vms.hypervisor.host import Host
 from vms.images import BuiltImage
@@ -49,7 +53,7 @@ def profile(tmp_path: Path, settings: object) -> pool.Profile:
 def agent_answers() -> Iterator[mock.MagicMock]:
     with (
         mock.patch("vms.hypervisor.agent.GuestAgent.wait_ready", return_value=0.0) as wait,
-        mock.patch("vms.guests._set_clock"),
+        mock.patch("vms.guests._wake"),
     ):
         yield wait
 
@@ -141,7 +145,7 @@ def test_a_pool_entry_becomes_the_guest_and_keeps_its_boot_log(
         "claim a pool entry",
         "restore",
         "agent answers",
-        "set the clock",
+        "clock and hostname",
     ]
 
 
@@ -176,3 +180,40 @@ def test_a_guest_whose_agent_never_answers_is_left_for_the_callers_cleanup(
     assert host.find(domain_name_for(named[0])) is not None
     guests.discard(host, named[0])
     assert host.find(domain_name_for(named[0])) is None
+
+
+class _Agent:
+    """Records the agent exec a restored guest's wake-up asks for."""
+
+    def __init__(self, exit_code: int = 0) -> None:
+        self.argvs: list[list[str]] = []
+        self.exit_code = exit_code
+
+    def exec(self, argv: list[str], timeout: float) -> ExecResult:
+        self.argvs.append(argv)
+        return ExecResult(self.exit_code, None, b"", b"no such file", False, 0.1)
+
+
+def test_a_restored_guest_gets_its_clock_and_hostname_in_one_exec() -> None:
+    agent = _Agent()
+    before = time.time()
+    wake(agent, "lab-1")  # type: ignore[arg-type]
+    [argv] = agent.argvs  # one round trip, not one per setting
+    shell, flag, script, _name, stamp, hostname = argv
+    assert (shell, flag, hostname) == ("/bin/sh", "-c", "lab-1")
+    assert before <= float(stamp) <= time.time()
+    assert 'date -u -s "@$1"' in script
+    assert 'hostname "$2"' in script
+    assert "/etc/hostname" in script
+
+
+def test_a_restored_guest_without_a_hostname_keeps_the_pools() -> None:
+    agent = _Agent()
+    wake(agent, "")  # type: ignore[arg-type]
+    [argv] = agent.argvs
+    assert "hostname" not in argv[2]
+
+
+def test_a_failed_wake_up_says_so() -> None:
+    with pytest.raises(AgentProtocolError, match=r"clock and hostname failed.*no such file"):
+        wake(_Agent(exit_code=1), "lab-1")  # type: ignore[arg-type]
