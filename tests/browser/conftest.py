@@ -6,6 +6,7 @@ Never `playwright install`: the browser is the distribution's /usr/bin/chromium.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
+# The README's screenshots: the browser tests take them against the real site.
+README_SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 # Module scope: Playwright keeps an event loop running while it is open, which
@@ -62,8 +65,12 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def screenshot(page: Page, name: str) -> Path:
+def screenshot(page: Page, name: str, *, readme: bool = False) -> Path:
+    """A screenshot for the test's artifacts, and for the README when asked."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    if readme:
+        README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, README_SCREENSHOTS / path.name)
     return path

@@ -78,7 +78,7 @@ def test_student_types_in_the_console_and_instructor_watches(
     expect(rows).to_contain_text(f"release={image.kernel_release}", timeout=30_000)
     # The VM's buttons appeared without a reload.
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
-    screenshot(page, "console-student")
+    screenshot(page, "console-student", readme=True)
 
     vm = LabVM.objects.get(owner=world.alice, state=VMState.RUNNING)
     teacher = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -107,4 +107,4 @@ def test_student_types_in_the_console_and_instructor_watches(
     feedback = page.get_by_test_id("attempt-feedback")
     expect(feedback).to_contain_text("Builds from your sources")
     expect(page.get_by_test_id("console-state")).to_have_text("Connected")
-    screenshot(page, "check-feedback")
+    screenshot(page, "check-feedback", readme=True)

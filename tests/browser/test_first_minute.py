@@ -120,7 +120,7 @@ def test_a_cold_start_shows_the_boot_and_a_panic_shows_crashed_then_restart(
     pane = page.get_by_test_id("kernel-log")
     for line in KERNEL_BOOT_LINES:
         expect(pane).to_contain_text(line, timeout=10_000)
-    screenshot(page, "first-minute-booted")
+    screenshot(page, "first-minute-booted", readme=True)
 
     # A file in and out through the page: every byte value, exactly; one byte
     # over the limit is refused, saying the limit.
@@ -151,7 +151,7 @@ def test_a_cold_start_shows_the_boot_and_a_panic_shows_crashed_then_restart(
     expect(page.get_by_test_id("vm-state")).to_have_text("Crashed", timeout=30_000)
     expect(page.get_by_test_id("vm-crash-log")).to_contain_text("sysrq", timeout=10_000)
     expect(pane).to_contain_text("Kernel panic", timeout=10_000)
-    screenshot(page, "first-minute-crashed")
+    screenshot(page, "first-minute-crashed", readme=True)
 
     # Restart: the same disk boots again, and the file is there.
     page.get_by_role("button", name="Restart lab").click()

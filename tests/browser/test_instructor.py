@@ -6,7 +6,6 @@ reload; from the board she watches the student's console live."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,17 +29,9 @@ from vms.models import ConsoleMode, ConsoleSession, Host, LabVM, VMState
 pytestmark = [pytest.mark.browser, pytest.mark.libvirt, pytest.mark.redis]
 
 CATALOGUE = Path(settings.BASE_DIR) / "exercises" / "catalogue"
-SCREENSHOTS = Path(settings.BASE_DIR) / "docs" / "screenshots"
 CLASS_LIST = (
     b"Email,Username,First name,Last name,Student ID\nnora@example.org,nora,Nora,Newton,S-1001\n"
 )
-
-
-def shot(page: Page, name: str) -> None:
-    """A screenshot for the test's artifacts and the README."""
-    path = screenshot(page, f"instructor-{name}")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SCREENSHOTS / path.name)
 
 
 def local(moment: timedelta) -> str:
@@ -72,7 +63,7 @@ def test_instructor_imports_assigns_and_follows_a_student_live(
     board.get_by_role("button", name="Import").click()
     expect(board.locator(".messages")).to_contain_text("Imported the file")
     expect(board.locator("main")).to_contain_text("Nora")
-    shot(board, "roster-import")
+    screenshot(board, "instructor-roster-import", readme=True)
     nora = User.objects.get(username="nora")
     nora.set_password(PASSWORD)  # instead of the invitation's link
     nora.save(update_fields=["password"])
@@ -84,7 +75,7 @@ def test_instructor_imports_assigns_and_follows_a_student_live(
     form.get_by_label("Opens").fill(local(-timedelta(hours=1)))
     form.get_by_label("Due").fill(local(timedelta(days=7)))
     form.get_by_label("Hard close").fill(local(timedelta(days=9)))
-    shot(board, "assignment-form")
+    screenshot(board, "instructor-assignment-form", readme=True)
     form.get_by_role("button", name="Assign").click()
     expect(board.locator("main")).to_contain_text("Hello, kernel module")
 
@@ -95,7 +86,7 @@ def test_instructor_imports_assigns_and_follows_a_student_live(
     cell = row.get_by_test_id("board-cell")
     expect(cell.get_by_test_id("cell-state")).to_have_text("Not started")
     board.evaluate("window.kernellabNoReload = true")
-    shot(board, "board-before")
+    screenshot(board, "instructor-board-before", readme=True)
 
     # The student starts the lab: the cell turns to Working by itself.
     student = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -116,7 +107,7 @@ def test_instructor_imports_assigns_and_follows_a_student_live(
     expect(cell.get_by_test_id("cell-state")).to_have_text("Passed", timeout=30_000)
     expect(row.get_by_test_id("board-total")).not_to_have_text("0")
     assert board.evaluate("window.kernellabNoReload") is True  # no reload happened
-    shot(board, "board-after")
+    screenshot(board, "instructor-board-after", readme=True)
 
     # From the board, tess watches the console; the student types, she sees it.
     expect(page.get_by_test_id("console-state")).to_have_text("Connected", timeout=30_000)
@@ -125,13 +116,13 @@ def test_instructor_imports_assigns_and_follows_a_student_live(
     page.locator("#console .console-screen").click()
     page.keyboard.type("echo typed-by-$((40+2))\n")
     expect(board.locator("#console .xterm-rows")).to_contain_text("typed-by-42", timeout=30_000)
-    shot(board, "watch")
+    screenshot(board, "instructor-watch", readme=True)
 
     # The drill-down: the counted Submit with its checks.
     board.goto(f"{site}/teach/cohorts/{cohort}/students/{nora.pk}/")
     expect(board.get_by_test_id("work-state")).to_have_text("Passed")
     expect(board.locator("main")).to_contain_text("This Submit counts.")
-    shot(board, "drill-down")
+    screenshot(board, "instructor-drill-down", readme=True)
     student.close()
     teacher.close()
     assert (ARTIFACTS / "instructor-board-after.png").exists()
@@ -172,4 +163,4 @@ def test_recording_replays_with_asciinema_player(
     # Another speed re-creates the player at the same moment.
     page.get_by_test_id("player-speed").select_option("4")
     expect(page.get_by_test_id("terminal")).to_contain_text("replayed-after-a-long-pause")
-    shot(page, "recording")
+    screenshot(page, "instructor-recording", readme=True)

@@ -7,11 +7,9 @@ still interrupts it, Ctrl+Shift+C copies the selection."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import Browser, FloatRect, Page, expect
 
 from exercises.manifest import load_catalogue
@@ -23,8 +21,6 @@ from tests.conftest import World
 from vms.images import BuiltImage
 
 pytestmark = [pytest.mark.browser]
-
-SCREENSHOTS = Path(settings.BASE_DIR) / "docs" / "screenshots"
 
 
 def cols(page: Page) -> int:
@@ -44,13 +40,6 @@ def wait_for_cols(page: Page, condition: str) -> int:
         timeout=5_000,
     )
     return cols(page)
-
-
-def shot(page: Page, name: str) -> None:
-    """A screenshot for the test's artifacts and the README."""
-    path = screenshot(page, f"workspace-{name}")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SCREENSHOTS / path.name)
 
 
 def open_hello(page: Page, site: str) -> None:
@@ -219,8 +208,8 @@ def test_paste_reaches_the_guest_ctrl_c_interrupts_and_copy_copies(
         "async () => (await navigator.clipboard.readText()).includes('pasted-42')", timeout=5_000
     )
     page.evaluate("window.kernellabTerminal.clearSelection()")
-    shot(page, "wide")
+    screenshot(page, "workspace-wide", readme=True)
     page.set_viewport_size({"width": 600, "height": 900})
     expect(page.locator("#console .xterm-rows")).to_contain_text("after-4")
-    shot(page, "narrow")
+    screenshot(page, "workspace-narrow", readme=True)
     context.close()
