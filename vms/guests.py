@@ -171,9 +171,11 @@ def prepare_guest(
     return prepared
 
 
-# Names a restored guest (it wakes up with the pool's hostname) and redraws the
-# prompt already on its console with the new name: a newline pushed into
-# hvc0's input (TIOCSTI), as if typed.
+# Run in a restored guest: it was saved as "kernellab" with a root shell idle at
+# its prompt, so give it its role's hostname and press Enter on that shell (an
+# empty line typed into hvc0, TIOCSTI): its next prompt reads the new hostname
+# (the image's /etc/profile.d/kernellab-prompt.sh), and shows in the console at
+# once, with no getty and login to start again.
 RENAME = (
     'hostname "$2" && echo "$2" > /etc/hostname && '
     'perl -e \'open(my $t, "<", "/dev/hvc0") or die $!; my $c = "\\n"; '

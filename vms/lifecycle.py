@@ -169,11 +169,6 @@ def profile_for(host_uri: str, image: BuiltImage, memory_mib: int, vcpus: int) -
     return pool.Profile(image, resolve_virt_type(host_uri, image), memory_mib, vcpus)
 
 
-# Run in a restored guest: it was saved as "kernellab" with a root shell idle at
-# its prompt, so give it this VM's hostname and press Enter on that shell (an
-# empty line typed into hvc0, TIOCSTI): its next prompt reads the new hostname
-# (the image's /etc/profile.d/kernellab-prompt.sh), and shows in the console at
-# once, with no getty and login to start again.
 def _set_domain_uuid(vm: LabVM, domain_uuid: uuid.UUID) -> None:
     """Recorded before the domain exists, so that a cleanup after a crash
     in the next step knows which domain to look for."""
