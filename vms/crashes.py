@@ -19,6 +19,16 @@ from vms.models import LabVM, VMKind, VMState
 log = logging.getLogger(__name__)
 
 CRASH_LOG_LINES = 40
+# A crash report's first lines, which say what crashed (a long call trace can
+# push them out of the last CRASH_LOG_LINES), looked for in the log's last
+# lines; a few lines before the last such line belong to the same report
+# (an oops says "BUG: ..." and "#PF: ..." before "Oops: ...").
+_REPORT_START = re.compile(
+    r"sysrq: Trigger a crash|BUG: |kernel BUG at|Oops: |general protection fault"
+    r"|Unable to handle|------------\[ cut here \]------------"
+)
+_REPORT_WINDOW_LINES = 400
+_REPORT_LEAD_LINES = 3
 _TAIL_BYTES = 64 * 1024
 # Terminal escapes and control characters other than newline and tab.
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
@@ -30,7 +40,9 @@ CRASH_MESSAGE = (
 
 
 def console_tail(path: object, lines: int = CRASH_LOG_LINES) -> str:
-    """The last lines the guest printed on its kernel console, as text."""
+    """The last lines the guest printed on its kernel console, as text; when
+    the crash report there is longer than ``lines``, its first lines (what
+    crashed, and where) rather than the register dump at its end."""
     try:
         with open(str(path), "rb") as handle:
             size = handle.seek(0, 2)
@@ -39,7 +51,12 @@ def console_tail(path: object, lines: int = CRASH_LOG_LINES) -> str:
     except OSError:  # none yet, or one virtlogd rotated (root's, 0600)
         return ""
     text = _CONTROL.sub("", raw.decode("utf-8", errors="replace").replace("\r", ""))
-    return "\n".join(text.rstrip("\n").split("\n")[-lines:])
+    tail = text.rstrip("\n").split("\n")[-_REPORT_WINDOW_LINES:]
+    starts = [n for n, line in enumerate(tail) if _REPORT_START.search(line)]
+    if starts and len(tail) - starts[-1] > lines:
+        first = max(0, starts[-1] - _REPORT_LEAD_LINES)
+        return "\n".join(tail[first : first + lines])
+    return "\n".join(tail[-lines:])
 
 
 def vm_crashed(*, domain_uuid: str) -> LabVM | None:

@@ -131,3 +131,23 @@ def test_the_exercise_page_shows_the_crash_and_its_lines(running: LabVM, world: 
     assert 'data-state="crashed"' in html
     assert "The guest&#x27;s kernel crashed" in html
     assert "&lt;b&gt;Kernel panic&lt;/b&gt;" in html  # escaped, never markup
+
+
+def test_a_long_crash_report_shows_its_first_lines(tmp_path: Path) -> None:
+    """A panic's call trace can be longer than the tail: the tail then starts
+    where the report does (what crashed), not in the register dump at its end
+    (a CI run showed 40 lines of '? do_syscall_64' and registers, no 'sysrq')."""
+    log = tmp_path / "kernel.log"
+    boot = [f"[    1.{n:02}] booting {n}" for n in range(30)]
+    report = [
+        "[   13.80] sysrq: Trigger a crash",
+        "[   13.81] Kernel panic - not syncing: sysrq triggered crash",
+        *[f"[   13.{n + 82}]  ? do_syscall_64+0x69/0xb0" for n in range(60)],
+        "[   13.99] RIP: 0033:0x7faccb3fd350",
+    ]
+    log.write_text("\n".join(boot + report) + "\n")
+    tail = console_tail(log, lines=10).split("\n")
+    assert len(tail) == 10
+    assert tail[0] == "[    1.27] booting 27"  # three lines before the report
+    assert "[   13.80] sysrq: Trigger a crash" in tail
+    assert "Kernel panic - not syncing: sysrq triggered crash" in "\n".join(tail)
