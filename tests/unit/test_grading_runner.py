@@ -20,6 +20,7 @@ from exercises.models import Attempt, AttemptKind, AttemptStatus, ExerciseVersio
 from exercises.report import CheckOutcome, Report
 from exercises.services import attempt_transition, catalogue_sync
 from tests.conftest import World
+from tests.support.agents import RecordingAgent
 from vms.hypervisor.agent import ExecResult
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "exercises" / "catalogue"
@@ -163,18 +164,6 @@ def test_record_drops_nul_and_control_bytes_from_guest_text(world: World) -> Non
     assert "\x00" not in attempt.reason + attempt.kernel_log + attempt.console_tail
     assert attempt.reason == "The guest said no"
     assert attempt.console_tail == "login: [31mred[0m\n"
-
-
-class RecordingAgent:
-    """Stands in for a guest agent: records the exec, answers ``result``."""
-
-    def __init__(self, result: ExecResult) -> None:
-        self.result = result
-        self.calls: list[dict[str, object]] = []
-
-    def exec(self, argv: list[str], **kwargs: object) -> ExecResult:
-        self.calls.append({"argv": argv, **kwargs})
-        return self.result
 
 
 def report_json(nonce: str, passed: bool = True) -> bytes:

@@ -13,6 +13,7 @@ from unittest import mock
 
 import pytest
 
+from tests.support.agents import RecordingAgent
 from vms import guests, pool
 from vms.guest_folder import GuestFolder
 from vms.guests import GuestRole, prepare_guest
@@ -182,23 +183,17 @@ def test_a_guest_whose_agent_never_answers_is_left_for_the_callers_cleanup(
     assert host.find(domain_name_for(named[0])) is None
 
 
-class _Agent:
-    """Records the agent exec a restored guest's wake-up asks for."""
-
-    def __init__(self, exit_code: int = 0) -> None:
-        self.argvs: list[list[str]] = []
-        self.exit_code = exit_code
-
-    def exec(self, argv: list[str], timeout: float) -> ExecResult:
-        self.argvs.append(argv)
-        return ExecResult(self.exit_code, None, b"", b"no such file", False, 0.1)
+def agent_answering(exit_code: int = 0) -> RecordingAgent:
+    return RecordingAgent(ExecResult(exit_code, None, b"", b"no such file", False, 0.1))
 
 
 def test_a_restored_guest_gets_its_clock_and_hostname_in_one_exec() -> None:
-    agent = _Agent()
+    agent = agent_answering()
     before = time.time()
     wake(agent, "lab-1")  # type: ignore[arg-type]
-    [argv] = agent.argvs  # one round trip, not one per setting
+    [call] = agent.calls  # one round trip, not one per setting
+    argv = call["argv"]
+    assert isinstance(argv, list)
     shell, flag, script, _name, stamp, hostname = argv
     assert (shell, flag, hostname) == ("/bin/sh", "-c", "lab-1")
     assert before <= float(stamp) <= time.time()
@@ -208,12 +203,14 @@ def test_a_restored_guest_gets_its_clock_and_hostname_in_one_exec() -> None:
 
 
 def test_a_restored_guest_without_a_hostname_keeps_the_pools() -> None:
-    agent = _Agent()
+    agent = agent_answering()
     wake(agent, "")  # type: ignore[arg-type]
-    [argv] = agent.argvs
+    [call] = agent.calls
+    argv = call["argv"]
+    assert isinstance(argv, list)
     assert "hostname" not in argv[2]
 
 
 def test_a_failed_wake_up_says_so() -> None:
     with pytest.raises(AgentProtocolError, match=r"clock and hostname failed.*no such file"):
-        wake(_Agent(exit_code=1), "lab-1")  # type: ignore[arg-type]
+        wake(agent_answering(exit_code=1), "lab-1")  # type: ignore[arg-type]
